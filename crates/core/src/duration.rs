@@ -1,0 +1,71 @@
+//! Durations as people write them ("15m", "24h", "7d"), for serde.
+//!
+//! Use as `#[serde(with = "tdmon_core::duration")]` on a `std::time::Duration`
+//! field, or [`list`] on a `Vec<Duration>`.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer, Serializer};
+
+/// Parses "15m", "1h 30m", "7d"; a bare number is rejected so that a unit is
+/// never guessed.
+pub fn parse(text: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text.trim()).map_err(|e| format!("invalid duration {text:?}: {e}"))
+}
+
+/// Formats in the same notation, with the largest exact units ("1d 12h").
+pub fn format(duration: Duration) -> String {
+    humantime::format_duration(duration).to_string()
+}
+
+pub fn serialize<S: Serializer>(duration: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&format(*duration))
+}
+
+pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let text = String::deserialize(d)?;
+    parse(&text).map_err(serde::de::Error::custom)
+}
+
+/// The same for a list of durations.
+pub mod list {
+    use super::*;
+    use serde::ser::SerializeSeq;
+
+    pub fn serialize<S: Serializer>(durations: &[Duration], s: S) -> Result<S::Ok, S::Error> {
+        let mut seq = s.serialize_seq(Some(durations.len()))?;
+        for duration in durations {
+            seq.serialize_element(&format(*duration))?;
+        }
+        seq.end()
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Duration>, D::Error> {
+        Vec::<String>::deserialize(d)?
+            .iter()
+            .map(|text| parse(text).map_err(serde::de::Error::custom))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_units_and_rejects_bare_numbers() {
+        assert_eq!(parse("15m"), Ok(Duration::from_secs(900)));
+        assert_eq!(parse("7d"), Ok(Duration::from_secs(7 * 86_400)));
+        assert_eq!(parse(" 1h 30m "), Ok(Duration::from_secs(5_400)));
+        assert!(parse("15").is_err());
+        assert!(parse("soon").is_err());
+    }
+
+    #[test]
+    fn format_round_trips() {
+        for secs in [0, 1, 59, 900, 86_400, 90 * 86_400 + 3_600] {
+            let d = Duration::from_secs(secs);
+            assert_eq!(parse(&format(d)), Ok(d));
+        }
+    }
+}

@@ -1,0 +1,244 @@
+//! The messages that travel between the roles (DESIGN.md "Messages"): every one
+//! is JSON with `"schema": 1`. A message with another schema number fails to
+//! parse instead of being misread.
+
+use std::net::IpAddr;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::outcome::{Outcome, Verdict};
+
+/// The schema version every message carries.
+pub const SCHEMA: u32 = 1;
+
+/// `"schema": 1`, checked on the way in.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SchemaV1;
+
+impl Serialize for SchemaV1 {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u32(SCHEMA)
+    }
+}
+
+impl<'de> Deserialize<'de> for SchemaV1 {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        match u32::deserialize(d)? {
+            SCHEMA => Ok(SchemaV1),
+            other => Err(serde::de::Error::custom(format!(
+                "unsupported schema {other}, this build reads schema {SCHEMA}"
+            ))),
+        }
+    }
+}
+
+/// Identifies one monitored notice-URL in the store.
+pub type UrlId = i64;
+
+/// Why a check was scheduled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Purpose {
+    /// The first check after the notice.
+    Baseline,
+    /// A check on the regular schedule.
+    Scheduled,
+    /// A recheck to confirm (or refute) a non-online run.
+    Confirm,
+    /// A sparse recheck after a takedown, looking for the content's return.
+    Reappearance,
+}
+
+/// One check to do, published by the dispatcher.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckJob {
+    pub schema: SchemaV1,
+    pub job_id: Uuid,
+    pub url_id: UrlId,
+    pub url: String,
+    pub purpose: Purpose,
+    pub due_at: DateTime<Utc>,
+    /// A worker that receives the job later than this drops it: a stale check
+    /// would date a takedown wrongly.
+    pub expires_at: DateTime<Utc>,
+}
+
+/// How name resolution ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DnsOutcome {
+    Ok,
+    Nxdomain,
+    Servfail,
+    Timeout,
+    NoRecords,
+    RefusedByPolicy,
+}
+
+/// The DNS part of an observation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DnsResult {
+    pub outcome: DnsOutcome,
+    /// Every address the name resolved to, policy-refused ones included.
+    #[serde(default)]
+    pub answers: Vec<IpAddr>,
+}
+
+/// One hop of a redirect chain.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RedirectHop {
+    pub url: String,
+    pub status: u16,
+}
+
+/// The HTTP part of an observation: headers only, never a body.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HttpResult {
+    /// The status of the final response.
+    pub status: u16,
+    pub content_type: Option<String>,
+    pub content_length: Option<u64>,
+    pub etag: Option<String>,
+    pub last_modified: Option<String>,
+    /// The `Location` of the final response, if it was a redirect not followed.
+    pub location: Option<String>,
+    /// Every redirect followed, in order; empty when the first response was final.
+    #[serde(default)]
+    pub redirects: Vec<RedirectHop>,
+}
+
+/// Who an address belongs to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attribution {
+    pub asn: Option<u32>,
+    pub as_org: Option<String>,
+    /// The hoster after ASN merges and CIDR overrides.
+    pub hoster: Option<String>,
+    /// The address belongs to a known CDN or reverse proxy: flagged, not blamed.
+    #[serde(default)]
+    pub cdn: bool,
+}
+
+/// What one check of one URL saw, published by a worker.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Observation {
+    pub schema: SchemaV1,
+    pub job_id: Uuid,
+    pub url_id: UrlId,
+    pub url: String,
+    /// The worker's name, for tracing a figure back to where it was measured.
+    pub worker: String,
+    pub started_at: DateTime<Utc>,
+    pub duration_ms: u64,
+    pub dns: DnsResult,
+    /// The address actually connected to; `None` when no connection was made.
+    pub ip: Option<IpAddr>,
+    pub asn: Option<u32>,
+    pub as_org: Option<String>,
+    pub hoster: Option<String>,
+    #[serde(default)]
+    pub cdn: bool,
+    pub http: Option<HttpResult>,
+    pub tls_error: Option<String>,
+    /// A short digest of the content's kind (and of a body prefix when one was
+    /// read); the body itself is never kept.
+    pub fingerprint: Option<String>,
+    pub outcome: Outcome,
+    pub verdict: Verdict,
+}
+
+impl Observation {
+    /// The attribution carried by this observation, if it has any.
+    pub fn attribution(&self) -> Option<Attribution> {
+        (self.asn.is_some() || self.hoster.is_some()).then(|| Attribution {
+            asn: self.asn,
+            as_org: self.as_org.clone(),
+            hoster: self.hoster.clone(),
+            cdn: self.cdn,
+        })
+    }
+}
+
+/// What a state change was.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventKind {
+    FirstOnline,
+    AlreadyOffline,
+    Takedown,
+    Reappeared,
+    HosterChanged,
+    Expired,
+}
+
+impl EventKind {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            EventKind::FirstOnline => "first_online",
+            EventKind::AlreadyOffline => "already_offline",
+            EventKind::Takedown => "takedown",
+            EventKind::Reappeared => "reappeared",
+            EventKind::HosterChanged => "hoster_changed",
+            EventKind::Expired => "expired",
+        }
+    }
+}
+
+/// The interval that holds the true takedown moment: (last_online, first_offline].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Bracket {
+    /// The last online check before the non-online run; `None` when the URL was
+    /// never seen online (already offline at its first check).
+    pub last_online: Option<DateTime<Utc>>,
+    /// The first check of the confirmed non-online run: the takedown time.
+    pub first_offline: DateTime<Utc>,
+}
+
+/// A state change of a monitored URL, published by the collector.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    pub schema: SchemaV1,
+    pub kind: EventKind,
+    pub url_id: UrlId,
+    pub url: String,
+    pub notice_id: Option<String>,
+    pub notified_at: DateTime<Utc>,
+    /// When the change was observed (the observation that caused it).
+    pub at: DateTime<Utc>,
+    /// Takedown and already_offline only.
+    pub bracket: Option<Bracket>,
+    /// `first_offline - notified_at`, in seconds; takedown and already_offline only.
+    pub time_to_takedown_s: Option<i64>,
+    pub hoster: Option<String>,
+    pub asn: Option<u32>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schema_number_is_written_and_enforced() {
+        let job = CheckJob {
+            schema: SchemaV1,
+            job_id: Uuid::nil(),
+            url_id: 7,
+            url: "http://example.test/a".into(),
+            purpose: Purpose::Baseline,
+            due_at: DateTime::UNIX_EPOCH,
+            expires_at: DateTime::UNIX_EPOCH,
+        };
+        let json = serde_json::to_value(&job).unwrap();
+        assert_eq!(json["schema"], 1);
+        assert_eq!(json["purpose"], "baseline");
+        let back: CheckJob = serde_json::from_value(json.clone()).unwrap();
+        assert_eq!(back, job);
+
+        let mut v2 = json;
+        v2["schema"] = 2.into();
+        let err = serde_json::from_value::<CheckJob>(v2).unwrap_err();
+        assert!(err.to_string().contains("unsupported schema 2"), "{err}");
+    }
+}
