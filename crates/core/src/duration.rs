@@ -13,9 +13,26 @@ pub fn parse(text: &str) -> Result<Duration, String> {
     humantime::parse_duration(text.trim()).map_err(|e| format!("invalid duration {text:?}: {e}"))
 }
 
-/// Formats in the same notation, with the largest exact units ("1d 12h").
+/// Formats compactly in one unit that [`parse`] reads back exactly: whole days
+/// from three days up ("7d"), else hours ("24h", "48h"), minutes, seconds, or
+/// milliseconds.
 pub fn format(duration: Duration) -> String {
-    humantime::format_duration(duration).to_string()
+    const MINUTE: u64 = 60;
+    const HOUR: u64 = 60 * MINUTE;
+    const DAY: u64 = 24 * HOUR;
+    let secs = duration.as_secs();
+    if duration.subsec_nanos() != 0 {
+        return humantime::format_duration(duration)
+            .to_string()
+            .replace(' ', "");
+    }
+    match secs {
+        0 => "0s".to_owned(),
+        s if s % DAY == 0 && s >= 3 * DAY => format!("{}d", s / DAY),
+        s if s % HOUR == 0 => format!("{}h", s / HOUR),
+        s if s % MINUTE == 0 => format!("{}m", s / MINUTE),
+        s => format!("{s}s"),
+    }
 }
 
 pub fn serialize<S: Serializer>(duration: &Duration, s: S) -> Result<S::Ok, S::Error> {
@@ -67,5 +84,11 @@ mod tests {
             let d = Duration::from_secs(secs);
             assert_eq!(parse(&format(d)), Ok(d));
         }
+        let d = Duration::from_millis(1_500);
+        assert_eq!(parse(&format(d)), Ok(d));
+        let named: Vec<String> = [900, 86_400, 172_800, 604_800]
+            .map(|s| format(Duration::from_secs(s)))
+            .to_vec();
+        assert_eq!(named, ["15m", "24h", "48h", "7d"]);
     }
 }
