@@ -267,6 +267,9 @@ mod tests {
             Verdict::Offline,
         )]));
         assert_eq!(map.verdict(Outcome::HttpForbidden), Verdict::Offline);
-        assert_eq!(map.verdict(Outcome::HttpUnauthorized), Verdict::Inconclusive);
+        assert_eq!(
+            map.verdict(Outcome::HttpUnauthorized),
+            Verdict::Inconclusive
+        );
     }
 }
