@@ -1,0 +1,991 @@
+//! The check pipeline against the simulated network (and, for what the
+//! network cannot script, small servers of our own), all on 127.0.0.0/8.
+//! The target policy admits only the simulated hosters' prefixes (inside
+//! 127.10.0.0/16), never 127.0.0.1.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use tdmon_core::message::{DnsOutcome, Purpose, SchemaV1};
+use tdmon_core::{CheckJob, Observation, Outcome, Verdict, VerdictMap};
+use tdmon_simnet::{Behaviour, Hoster, Scenario, SimNet, SimNetOptions, UrlSpec};
+use tdmon_worker::{Checker, WorkerConfig};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+use uuid::Uuid;
+
+const ALPHA: &str = "127.10.1.0/24";
+const BETA: &str = "127.10.2.0/24";
+/// A hoster outside the allow-list of most tests.
+const OUTSIDE: &str = "127.20.0.0/24";
+
+fn hosters() -> Scenario {
+    Scenario::new(1.0)
+        .hoster(Hoster::new("Alpha", 64501, "Alpha Hosting B.V.", ALPHA, 2))
+        .hoster(Hoster::new("Beta", 64502, "Beta Networks", BETA, 1))
+}
+
+async fn start(scenario: Scenario) -> SimNet {
+    SimNet::start(scenario, SimNetOptions::default())
+        .await
+        .expect("the simulated network starts")
+}
+
+/// A worker configuration for `net`: its DNS server, its prefixes allowed,
+/// its ASN database, short timeouts and loose per-address limits.
+fn config(net: &SimNet) -> WorkerConfig {
+    let mut config = WorkerConfig {
+        name: "test-worker".into(),
+        contact: "mailto:test@hotline.test".into(),
+        connect_timeout: Duration::from_secs(1),
+        total_timeout: Duration::from_secs(3),
+        ..WorkerConfig::default()
+    };
+    config.resolver.nameservers = vec![net.dns_addr().to_string()];
+    config.resolver.timeout = Duration::from_millis(400);
+    config.resolver.attempts = 1;
+    config.policy.allow = net
+        .allowed_cidrs()
+        .iter()
+        .filter(|cidr| cidr.to_string() != OUTSIDE)
+        .map(ToString::to_string)
+        .collect();
+    config.limits.per_ip_interval = Duration::from_millis(1);
+    config.limits.per_ip_burst = 100;
+    config.limits.per_ip_concurrency = 16;
+    config.attribution.asn_db = Some(net.asn_db_path().to_owned());
+    config
+}
+
+fn checker(config: WorkerConfig) -> Checker {
+    Checker::new(
+        config.validate().expect("valid config"),
+        VerdictMap::default(),
+    )
+    .expect("the checker builds")
+}
+
+fn job(url: &str) -> CheckJob {
+    job_expiring(url, Duration::from_secs(60))
+}
+
+fn job_expiring(url: &str, within: Duration) -> CheckJob {
+    let now = Utc::now();
+    CheckJob {
+        schema: SchemaV1,
+        job_id: Uuid::new_v4(),
+        url_id: 1,
+        url: url.to_owned(),
+        purpose: Purpose::Scheduled,
+        due_at: now,
+        expires_at: now + chrono::Duration::from_std(within).unwrap(),
+    }
+}
+
+fn url(net: &SimNet, host: &str, path: &str) -> String {
+    net.url(host, path).expect("a scenario URL")
+}
+
+fn ip(text: &str) -> IpAddr {
+    text.parse().unwrap()
+}
+
+fn in_prefix(addr: Option<IpAddr>, prefix: &str) -> bool {
+    let net: ipnet::IpNet = prefix.parse().unwrap();
+    addr.is_some_and(|a| net.contains(&a))
+}
+
+/// A hand-written HTTP server on `ip`: answers each request with
+/// `respond(host, path)` (a whole response, head and body) and records the
+/// request paths.
+struct Scripted {
+    addr: SocketAddr,
+    /// Path and whole request head of each request.
+    seen: Arc<Mutex<Vec<(String, String)>>>,
+}
+
+impl Scripted {
+    async fn start(
+        ip: IpAddr,
+        port: u16,
+        respond: impl Fn(&str, &str) -> Vec<u8> + Send + Sync + 'static,
+    ) -> Scripted {
+        let listener = TcpListener::bind(SocketAddr::new(ip, port)).await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let seen = requests.clone();
+        let respond = Arc::new(respond);
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                let seen = seen.clone();
+                let respond = respond.clone();
+                tokio::spawn(async move {
+                    let mut head = Vec::new();
+                    let mut buf = [0u8; 1024];
+                    while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 16 * 1024 {
+                        match stream.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => head.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    let text = String::from_utf8_lossy(&head).into_owned();
+                    let path = text.split(' ').nth(1).unwrap_or("/").to_owned();
+                    let host = text
+                        .lines()
+                        .find_map(|l| {
+                            l.strip_prefix("host: ")
+                                .or_else(|| l.strip_prefix("Host: "))
+                        })
+                        .unwrap_or("")
+                        .split(':')
+                        .next()
+                        .unwrap_or("")
+                        .to_owned();
+                    seen.lock().unwrap().push((path.clone(), text.clone()));
+                    let _ = stream.write_all(&respond(&host, &path)).await;
+                    let _ = stream.shutdown().await;
+                });
+            }
+        });
+        Scripted {
+            addr,
+            seen: requests,
+        }
+    }
+
+    fn requests(&self) -> Vec<String> {
+        self.seen
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(p, _)| p.clone())
+            .collect()
+    }
+
+    fn heads(&self) -> Vec<String> {
+        self.seen
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(_, h)| h.clone())
+            .collect()
+    }
+}
+
+fn response(status: u16, headers: &[(&str, String)], body: &[u8]) -> Vec<u8> {
+    let mut out = format!("HTTP/1.1 {status} Scripted\r\nConnection: close\r\n");
+    for (name, value) in headers {
+        out.push_str(&format!("{name}: {value}\r\n"));
+    }
+    out.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
+    let mut out = out.into_bytes();
+    out.extend_from_slice(body);
+    out
+}
+
+fn assert_outcome(obs: &Observation, outcome: Outcome, verdict: Verdict) {
+    assert_eq!(
+        (obs.outcome, obs.verdict),
+        (outcome, verdict),
+        "{}",
+        serde_json::to_string_pretty(obs).unwrap()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn served_content_is_online_and_attributed() {
+    let net = start(
+        hosters()
+            .url(UrlSpec::new("a.alpha", "/page.html", "Alpha"))
+            .url(UrlSpec::new("b.beta", "/pic.png", "Beta").image()),
+    )
+    .await;
+    let mut cfg = config(&net);
+    cfg.attribution.merge = vec![tdmon_worker::config::MergeConfig {
+        hoster: "Beta Group".into(),
+        asns: vec![64502],
+    }];
+    let checker = checker(cfg);
+
+    let page = url(&net, "a.alpha", "/page.html");
+    let obs = checker.check(&job(&page)).await;
+    assert_outcome(&obs, Outcome::Served, Verdict::Online);
+    assert_eq!(obs.worker, "test-worker");
+    assert_eq!(obs.dns.outcome, DnsOutcome::Ok);
+    assert!(in_prefix(obs.ip, ALPHA), "{:?}", obs.ip);
+    assert_eq!(obs.dns.answers, vec![obs.ip.unwrap()]);
+    assert_eq!(obs.asn, Some(64501));
+    assert_eq!(obs.as_org.as_deref(), Some("Alpha Hosting B.V."));
+    assert_eq!(obs.hoster.as_deref(), Some("Alpha Hosting B.V."));
+    let http = obs.http.as_ref().unwrap();
+    assert_eq!(http.status, 200);
+    assert!(
+        http.content_type
+            .as_deref()
+            .unwrap()
+            .starts_with("text/html")
+    );
+    assert!(http.redirects.is_empty());
+    assert_eq!(obs.fingerprint.as_deref(), Some("html"));
+    assert!(obs.tls_error.is_none());
+
+    let pic = url(&net, "b.beta", "/pic.png");
+    let obs = checker.check(&job(&pic)).await;
+    assert_outcome(&obs, Outcome::Served, Verdict::Online);
+    assert_eq!(obs.fingerprint.as_deref(), Some("image"));
+    assert_eq!(obs.hoster.as_deref(), Some("Beta Group"), "merged");
+
+    // The server saw our User-Agent... and a GET, once per check.
+    let requests = net.counters().requests();
+    assert_eq!(requests.len(), 2);
+    assert!(requests.iter().all(|r| r.method == "GET"));
+    net.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn removed_content_is_offline_by_status() {
+    let mut scenario = hosters();
+    for status in [404, 410, 451, 403, 401, 418, 503, 500] {
+        scenario = scenario.url(
+            UrlSpec::new("gone.alpha", &format!("/{status}"), "Alpha")
+                .behaviour(Behaviour::AlreadyRemoved { status }),
+        );
+    }
+    let net = start(scenario).await;
+    let checker = checker(config(&net));
+    for (status, outcome, verdict) in [
+        (404, Outcome::HttpNotFound, Verdict::Offline),
+        (410, Outcome::HttpGone, Verdict::Offline),
+        (451, Outcome::HttpLegalReasons, Verdict::Offline),
+        (403, Outcome::HttpForbidden, Verdict::Inconclusive),
+        (401, Outcome::HttpUnauthorized, Verdict::Inconclusive),
+        (418, Outcome::HttpClientError, Verdict::Inconclusive),
+        (503, Outcome::HttpServerError, Verdict::Inconclusive),
+        (500, Outcome::HttpServerError, Verdict::Inconclusive),
+    ] {
+        let obs = checker
+            .check(&job(&url(&net, "gone.alpha", &format!("/{status}"))))
+            .await;
+        assert_outcome(&obs, outcome, verdict);
+        assert_eq!(obs.http.as_ref().unwrap().status, status);
+        assert!(in_prefix(obs.ip, ALPHA));
+    }
+    net.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dns_failures_are_told_apart() {
+    let net = start(
+        hosters()
+            .url(
+                UrlSpec::new("x.alpha", "/a", "Alpha")
+                    .behaviour(Behaviour::DnsRemoval { at: Duration::ZERO }),
+            )
+            .url(
+                UrlSpec::new("sf.alpha", "/a", "Alpha").behaviour(Behaviour::DnsServfail {
+                    from: Duration::ZERO,
+                    until: None,
+                }),
+            )
+            .url(
+                UrlSpec::new("hole.alpha", "/a", "Alpha").behaviour(Behaviour::DnsNoAnswer {
+                    from: Duration::ZERO,
+                    until: None,
+                }),
+            ),
+    )
+    .await;
+    let checker = checker(config(&net));
+    let zone = net.zone().to_owned();
+    let port = net.http_port();
+
+    let nx = checker.check(&job(&url(&net, "x.alpha", "/a"))).await;
+    assert_outcome(&nx, Outcome::DnsNxdomain, Verdict::Offline);
+    assert_eq!(nx.dns.outcome, DnsOutcome::Nxdomain);
+    assert!(nx.dns.answers.is_empty() && nx.ip.is_none() && nx.http.is_none());
+
+    let unknown = checker
+        .check(&job(&format!("http://nobody.{zone}:{port}/a")))
+        .await;
+    assert_outcome(&unknown, Outcome::DnsNxdomain, Verdict::Offline);
+
+    // "alpha.<zone>" has names below it but no address itself: NODATA.
+    let nodata = checker
+        .check(&job(&format!("http://alpha.{zone}:{port}/a")))
+        .await;
+    assert_outcome(&nodata, Outcome::DnsNoRecords, Verdict::Offline);
+    assert_eq!(nodata.dns.outcome, DnsOutcome::NoRecords);
+
+    let servfail = checker.check(&job(&url(&net, "sf.alpha", "/a"))).await;
+    assert_outcome(&servfail, Outcome::DnsServfail, Verdict::Inconclusive);
+    assert_eq!(servfail.dns.outcome, DnsOutcome::Servfail);
+
+    let started = Instant::now();
+    let silent = checker.check(&job(&url(&net, "hole.alpha", "/a"))).await;
+    assert_outcome(&silent, Outcome::DnsTimeout, Verdict::Inconclusive);
+    assert_eq!(silent.dns.outcome, DnsOutcome::Timeout);
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+
+    assert!(
+        net.counters().requests().is_empty(),
+        "no HTTP request was made"
+    );
+    net.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replaced_content_and_redirects_home_are_offline() {
+    let net = start(
+        hosters()
+            .url(
+                UrlSpec::new("soft.alpha", "/img.png", "Alpha")
+                    .image()
+                    .behaviour(Behaviour::SoftRemoval { at: Duration::ZERO }),
+            )
+            .url(UrlSpec::new("home.alpha", "/pic.png", "Alpha").behaviour(
+                Behaviour::RedirectHome {
+                    at: Duration::ZERO,
+                    status: 302,
+                },
+            )),
+    )
+    .await;
+    let mut cfg = config(&net);
+    cfg.body_prefix = 4096;
+    let checker = checker(cfg);
+
+    let soft = url(&net, "soft.alpha", "/img.png");
+    let replaced = checker
+        .check_against(&job(&soft), Some("image:0011223344556677"))
+        .await;
+    assert_outcome(&replaced, Outcome::ContentReplaced, Verdict::Offline);
+    let print = replaced.fingerprint.as_deref().unwrap();
+    assert!(print.starts_with("html:") && print.len() == 21, "{print}");
+    // Without a baseline nothing says it was a file: served.
+    let unjudged = checker.check(&job(&soft)).await;
+    assert_outcome(&unjudged, Outcome::Served, Verdict::Online);
+    assert_eq!(
+        unjudged.fingerprint, replaced.fingerprint,
+        "stable fingerprint"
+    );
+
+    let home = url(&net, "home.alpha", "/pic.png");
+    let obs = checker.check(&job(&home)).await;
+    assert_outcome(&obs, Outcome::RedirectElsewhere, Verdict::Offline);
+    let http = obs.http.as_ref().unwrap();
+    assert_eq!(http.status, 302);
+    assert!(http.location.as_deref().unwrap().ends_with('/'), "{http:?}");
+    assert!(http.redirects.is_empty());
+    // The home page was not requested.
+    let paths: Vec<String> = net
+        .counters()
+        .requests()
+        .iter()
+        .map(|r| r.path.clone())
+        .collect();
+    assert!(!paths.contains(&"/".to_owned()), "{paths:?}");
+    net.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_needs_a_trusted_certificate_or_the_lenient_retry() {
+    let net =
+        start(hosters().url(UrlSpec::new("tls.alpha", "/a.png", "Alpha").https().image())).await;
+    let secure = url(&net, "tls.alpha", "/a.png");
+    assert!(secure.starts_with("https://"));
+
+    // Without the network's CA: a TLS failure, with the error recorded.
+    let untrusting = checker(config(&net));
+    let obs = untrusting.check(&job(&secure)).await;
+    assert_outcome(&obs, Outcome::TlsFailure, Verdict::Inconclusive);
+    assert!(
+        obs.tls_error.as_deref().is_some_and(|e| !e.is_empty()),
+        "{obs:?}"
+    );
+    assert!(obs.http.is_none());
+
+    // Retried without verification: alive with a bad certificate.
+    let mut lenient = config(&net);
+    lenient.accept_invalid_certs_as_alive = true;
+    let obs = checker(lenient).check(&job(&secure)).await;
+    assert_outcome(&obs, Outcome::Served, Verdict::Online);
+    assert!(obs.tls_error.is_some());
+    assert!(in_prefix(obs.ip, ALPHA));
+
+    // With the CA as an extra root: verified, no TLS error. The http:// URL
+    // redirects to https:// (scheme and port change only): followed.
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, net.ca_cert_pem()).unwrap();
+    let mut trusting = config(&net);
+    trusting.extra_root_certs = vec![ca];
+    let trusting = checker(trusting);
+    let obs = trusting.check(&job(&secure)).await;
+    assert_outcome(&obs, Outcome::Served, Verdict::Online);
+    assert_eq!(obs.tls_error, None);
+
+    let plain = secure.replace("https://", "http://").replace(
+        &format!(":{}", net.https_port()),
+        &format!(":{}", net.http_port()),
+    );
+    let obs = trusting.check(&job(&plain)).await;
+    assert_outcome(&obs, Outcome::Served, Verdict::Online);
+    let http = obs.http.as_ref().unwrap();
+    assert_eq!(http.redirects.len(), 1, "{http:?}");
+    assert_eq!(http.redirects[0].status, 301);
+    assert_eq!(http.redirects[0].url, plain);
+    net.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn black_holes_and_slow_drips_are_bounded_by_the_timeout() {
+    let net = start(
+        hosters()
+            .url(
+                UrlSpec::new("bh.alpha", "/a", "Alpha").behaviour(Behaviour::BlackHole {
+                    from: Duration::ZERO,
+                }),
+            )
+            .url(
+                UrlSpec::new("drip.beta", "/a", "Beta").behaviour(Behaviour::SlowDrip {
+                    pause: Duration::from_millis(200),
+                }),
+            ),
+    )
+    .await;
+    let mut cfg = config(&net);
+    cfg.total_timeout = Duration::from_secs(1);
+    let checker = checker(cfg);
+    for host in ["bh.alpha", "drip.beta"] {
+        let started = Instant::now();
+        let obs = checker.check(&job(&url(&net, host, "/a"))).await;
+        let took = started.elapsed();
+        assert_outcome(&obs, Outcome::Timeout, Verdict::Inconclusive);
+        assert!(
+            took >= Duration::from_millis(900) && took < Duration::from_secs(4),
+            "{host}: {took:?}"
+        );
+        assert!(obs.duration_ms >= 900, "{}", obs.duration_ms);
+        assert!(obs.asn.is_some(), "attributed to the address tried");
+    }
+    net.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn huge_bodies_are_not_downloaded() {
+    const SIZE: u64 = 1 << 30;
+    let net = start(
+        hosters().url(
+            UrlSpec::new("huge.alpha", "/big.png", "Alpha")
+                .image()
+                .behaviour(Behaviour::HugeBody { size: SIZE }),
+        ),
+    )
+    .await;
+    let big = url(&net, "huge.alpha", "/big.png");
+    for prefix in [0, 16 * 1024] {
+        let mut cfg = config(&net);
+        cfg.body_prefix = prefix;
+        let obs = checker(cfg).check(&job(&big)).await;
+        assert_outcome(&obs, Outcome::Served, Verdict::Online);
+        if prefix > 0 {
+            assert!(obs.fingerprint.as_deref().unwrap().starts_with("image:"));
+        }
+    }
+    // Let the server notice the closed connections.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let requests = net.counters().requests_for(&big);
+    assert_eq!(requests.len(), 2);
+    for r in &requests {
+        assert!(!r.completed, "the body was not read to its end");
+        // Socket buffers absorb a few MiB on loopback; a gigabyte is not sent.
+        assert!(r.bytes_sent < 32 << 20, "{} bytes sent", r.bytes_sent);
+    }
+    net.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn policy_refuses_special_addresses_before_connecting() {
+    // Listeners that must never see a connection.
+    let local = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let local_port = local.local_addr().unwrap().port();
+    let net = start(
+        hosters()
+            .hoster(Hoster::new("Outside", 64599, "Outside Ltd", OUTSIDE, 1))
+            .url(UrlSpec::new("out.outside", "/a", "Outside")),
+    )
+    .await;
+    let mut cfg = config(&net);
+    // A connection attempt would take this long to give up; a refusal is instant.
+    cfg.connect_timeout = Duration::from_secs(5);
+    let checker = checker(cfg);
+    let outside = url(&net, "out.outside", "/a");
+    for target in [
+        "http://10.1.2.3/a".to_owned(),
+        "http://169.254.169.254/latest/meta-data/".to_owned(),
+        format!("http://[::1]:{local_port}/a"),
+        format!("http://127.0.0.1:{local_port}/a"),
+        format!("http://[::ffff:127.0.0.1]:{local_port}/a"),
+        outside.clone(),
+    ] {
+        let started = Instant::now();
+        let obs = checker.check(&job(&target)).await;
+        assert_outcome(&obs, Outcome::RefusedByPolicy, Verdict::Inconclusive);
+        assert_eq!(obs.dns.outcome, DnsOutcome::RefusedByPolicy, "{target}");
+        assert_eq!(obs.ip, None, "{target}: nothing connected");
+        assert!(obs.http.is_none());
+        // Refused on the spot: no connection attempt (which to 10/8 would
+        // hang until the connect timeout).
+        assert!(started.elapsed() < Duration::from_millis(500), "{target}");
+    }
+    // The name resolved (the answers are recorded) but was not contacted.
+    let obs = checker.check(&job(&outside)).await;
+    assert_eq!(obs.dns.answers, vec![ip("127.20.0.1")]);
+    assert_eq!(obs.asn, Some(64599), "attributed to the resolved address");
+    assert!(net.counters().requests().is_empty());
+    assert!(net.counters().connections().is_empty());
+    let accepted = tokio::time::timeout(Duration::from_millis(200), local.accept()).await;
+    assert!(accepted.is_err(), "127.0.0.1 was contacted");
+    net.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redirect_chains_follow_cosmetic_hops_and_check_each_address() {
+    let net = start(
+        hosters()
+            .hoster(Hoster::new("Outside", 64599, "Outside Ltd", OUTSIDE, 1))
+            .url(UrlSpec::new("chain.alpha", "/x", "Alpha").server(0))
+            .url(UrlSpec::new("www.chain.alpha", "/x", "Alpha").server(0))
+            .url(UrlSpec::new("leak.alpha", "/x", "Alpha").server(0))
+            .url(UrlSpec::new("www.leak.alpha", "/x", "Outside")),
+    )
+    .await;
+    let zone = net.zone().to_owned();
+    // Our own server, on the simulated Alpha address but another port, so
+    // that the simulated DNS leads to it.
+    let alpha = ip("127.10.1.1");
+    let port = {
+        let probe = std::net::TcpListener::bind((alpha, 0)).unwrap();
+        probe.local_addr().unwrap().port()
+    };
+    let script = Scripted::start(alpha, port, {
+        let zone = zone.clone();
+        move |host, path| {
+            let at = |h: &str, p: &str| format!("http://{h}.{zone}:{port}{p}");
+            match (host.trim_end_matches(&format!(".{zone}")), path) {
+                ("chain.alpha", "/dir") => response(301, &[("Location", "/dir/".into())], b""),
+                ("chain.alpha", "/dir/") => {
+                    response(308, &[("Location", at("www.chain.alpha", "/dir/"))], b"")
+                }
+                ("www.chain.alpha", "/dir/") => {
+                    response(200, &[("Content-Type", "image/jpeg".into())], b"\xff\xd8")
+                }
+                ("chain.alpha", "/loop") => response(301, &[("Location", "/loop/".into())], b""),
+                ("chain.alpha", "/loop/") => response(301, &[("Location", "/loop".into())], b""),
+                ("chain.alpha", "/other") => {
+                    response(302, &[("Location", "/elsewhere.html".into())], b"")
+                }
+                ("chain.alpha", "/nowhere") => response(302, &[], b""),
+                ("leak.alpha", "/dir") => {
+                    response(301, &[("Location", at("www.leak.alpha", "/dir"))], b"")
+                }
+                _ => response(404, &[], b""),
+            }
+        }
+    })
+    .await;
+    let at = |h: &str, p: &str| format!("http://{h}.{zone}:{port}{p}");
+    let mut cfg = config(&net);
+    cfg.max_redirects = 3;
+    let checker = checker(cfg);
+
+    let obs = checker.check(&job(&at("chain.alpha", "/dir"))).await;
+    assert_outcome(&obs, Outcome::Served, Verdict::Online);
+    let http = obs.http.as_ref().unwrap();
+    let hops: Vec<(String, u16)> = http
+        .redirects
+        .iter()
+        .map(|h| (h.url.clone(), h.status))
+        .collect();
+    assert_eq!(
+        hops,
+        vec![
+            (at("chain.alpha", "/dir"), 301),
+            (at("chain.alpha", "/dir/"), 308)
+        ]
+    );
+    assert_eq!(http.status, 200);
+    assert_eq!(obs.fingerprint.as_deref(), Some("image"));
+    assert_eq!(obs.ip, Some(alpha));
+
+    let obs = checker.check(&job(&at("chain.alpha", "/loop"))).await;
+    assert_outcome(&obs, Outcome::TooManyRedirects, Verdict::Inconclusive);
+    assert_eq!(obs.http.as_ref().unwrap().redirects.len(), 3);
+
+    let obs = checker.check(&job(&at("chain.alpha", "/other"))).await;
+    assert_outcome(&obs, Outcome::RedirectElsewhere, Verdict::Offline);
+    assert_eq!(
+        obs.http.as_ref().unwrap().location.as_deref(),
+        Some(at("chain.alpha", "/elsewhere.html").as_str())
+    );
+
+    let obs = checker.check(&job(&at("chain.alpha", "/nowhere"))).await;
+    assert_outcome(&obs, Outcome::HttpUnexpected, Verdict::Inconclusive);
+
+    // A cosmetic redirect to a name that resolves outside the allow-list:
+    // followed, but the new address is refused before any connection.
+    let obs = checker.check(&job(&at("leak.alpha", "/dir"))).await;
+    assert_outcome(&obs, Outcome::RefusedByPolicy, Verdict::Inconclusive);
+    assert_eq!(obs.dns.answers, vec![ip("127.20.0.1")]);
+    assert_eq!(obs.http.as_ref().unwrap().redirects.len(), 1);
+
+    let paths = script.requests();
+    assert!(!paths.contains(&"/elsewhere.html".to_owned()), "{paths:?}");
+    // Every request identifies us, is a GET and carries no body.
+    let agent = format!(
+        "user-agent: tdmon/{} (+mailto:test@hotline.test)",
+        env!("CARGO_PKG_VERSION")
+    );
+    for head in script.heads() {
+        assert!(head.starts_with("GET "), "{head}");
+        assert!(head.to_ascii_lowercase().contains(&agent), "{head}");
+    }
+    assert!(
+        net.counters().connections().is_empty(),
+        "nothing reached the outside hoster"
+    );
+    net.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connection_failures_are_told_apart() {
+    let net = start(hosters()).await;
+    let mut cfg = config(&net);
+    cfg.total_timeout = Duration::from_secs(2);
+    cfg.max_header_fields = 20;
+    let checker = checker(cfg);
+
+    // Nothing listens on this port: refused.
+    let closed = std::net::TcpListener::bind("127.10.1.1:0").unwrap();
+    let closed_port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let obs = checker
+        .check(&job(&format!("http://127.10.1.1:{closed_port}/a")))
+        .await;
+    assert_outcome(&obs, Outcome::ConnectRefused, Verdict::Inconclusive);
+    assert_eq!(
+        obs.dns.answers,
+        vec![ip("127.10.1.1")],
+        "an IP literal skips DNS"
+    );
+    assert_eq!(obs.asn, Some(64501));
+
+    // A server that speaks no HTTP, and one that sends too many header fields.
+    let garbage =
+        Scripted::start(ip("127.10.2.1"), 0, |_, _| b"SSH-2.0-nope\r\n\r\n".to_vec()).await;
+    let obs = checker
+        .check(&job(&format!("http://{}/", garbage.addr)))
+        .await;
+    assert_outcome(&obs, Outcome::ProtocolError, Verdict::Inconclusive);
+
+    let noisy = Scripted::start(ip("127.10.2.1"), 0, |_, _| {
+        let headers: Vec<(&str, String)> = (0..50).map(|i| ("X-Noise", i.to_string())).collect();
+        response(200, &headers, b"")
+    })
+    .await;
+    let obs = checker
+        .check(&job(&format!("http://{}/", noisy.addr)))
+        .await;
+    assert_outcome(&obs, Outcome::ProtocolError, Verdict::Inconclusive);
+    assert!(
+        net.counters().dns_queries().is_empty(),
+        "IP literals never hit DNS"
+    );
+    net.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_limited_hosts_are_backed_off_until_retry_after() {
+    let net = start(
+        hosters()
+            .url(
+                UrlSpec::new("busy.alpha", "/a", "Alpha")
+                    .server(0)
+                    .behaviour(Behaviour::RateLimited {
+                        from: Duration::ZERO,
+                        until: Duration::from_secs(36_000),
+                        retry_after: Duration::from_secs(30),
+                    }),
+            )
+            .url(UrlSpec::new("calm.alpha", "/b", "Alpha").server(0)),
+    )
+    .await;
+    let checker = checker(config(&net));
+    let busy = url(&net, "busy.alpha", "/a");
+    let obs = checker.check(&job(&busy)).await;
+    assert_outcome(&obs, Outcome::HttpRateLimited, Verdict::Inconclusive);
+    assert_eq!(obs.http.as_ref().unwrap().status, 429);
+
+    // The address asked for 30 s; a job expiring sooner is not sent at all,
+    // whichever URL on that address it is for.
+    let started = Instant::now();
+    for target in [busy.clone(), url(&net, "calm.alpha", "/b")] {
+        let obs = checker
+            .check(&job_expiring(&target, Duration::from_secs(5)))
+            .await;
+        assert_outcome(&obs, Outcome::HttpRateLimited, Verdict::Inconclusive);
+        assert!(obs.http.is_none(), "not contacted");
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "refused without waiting"
+    );
+    assert_eq!(net.counters().requests().len(), 1);
+    net.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_per_address_rate_is_held() {
+    let mut scenario = hosters();
+    for i in 0..8 {
+        scenario = scenario.url(UrlSpec::new("many.alpha", &format!("/{i}"), "Alpha").server(0));
+    }
+    let net = start(scenario).await;
+    let mut cfg = config(&net);
+    cfg.limits.per_ip_interval = Duration::from_millis(250);
+    cfg.limits.per_ip_burst = 1;
+    let checker = checker(cfg);
+    let started = Instant::now();
+    let checks = (0..8).map(|i| {
+        let checker = checker.clone();
+        let target = url(&net, "many.alpha", &format!("/{i}"));
+        async move { checker.check(&job(&target)).await }
+    });
+    let observations = futures_join_all(checks).await;
+    assert!(observations.iter().all(|o| o.outcome == Outcome::Served));
+    // 8 requests, one per 250 ms: at least 1.75 s, at most 4 in any second.
+    assert!(
+        started.elapsed() >= Duration::from_millis(1700),
+        "{:?}",
+        started.elapsed()
+    );
+    let counters = net.counters();
+    assert_eq!(
+        counters.requests_per_address().get(&ip("127.10.1.1")),
+        Some(&8)
+    );
+    assert!(counters.max_requests_per_second(ip("127.10.1.1")) <= 5);
+    net.shutdown().await;
+}
+
+/// Runs futures concurrently on the current task set.
+async fn futures_join_all<F>(futures: impl IntoIterator<Item = F>) -> Vec<F::Output>
+where
+    F: std::future::Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    let handles: Vec<_> = futures.into_iter().map(tokio::spawn).collect();
+    let mut out = Vec::new();
+    for handle in handles {
+        out.push(handle.await.expect("check task"));
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_move_to_another_address_is_followed_and_attributed() {
+    let net = SimNet::start(
+        hosters().url(
+            UrlSpec::new("mover.alpha", "/a", "Alpha").moves_to("Beta", Duration::from_secs(3600)),
+        ),
+        SimNetOptions::manual_clock(),
+    )
+    .await
+    .unwrap();
+    let mut cfg = config(&net);
+    cfg.resolver.max_ttl = Duration::from_millis(1);
+    let checker = checker(cfg);
+    let mover = url(&net, "mover.alpha", "/a");
+    let before = checker.check(&job(&mover)).await;
+    assert_outcome(&before, Outcome::Served, Verdict::Online);
+    assert!(in_prefix(before.ip, ALPHA));
+    assert_eq!(before.asn, Some(64501));
+
+    net.advance(Duration::from_secs(2 * 3600));
+    // The old answer may live in the cache for the record's TTL.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let after = checker.check(&job(&mover)).await;
+    assert_outcome(&after, Outcome::Served, Verdict::Online);
+    assert!(in_prefix(after.ip, BETA), "{:?}", after.ip);
+    assert_eq!(after.asn, Some(64502));
+    assert_eq!(after.hoster.as_deref(), Some("Beta Networks"));
+    net.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expired_jobs_and_bad_urls_contact_nobody() {
+    let net = start(hosters().url(UrlSpec::new("a.alpha", "/a", "Alpha"))).await;
+    let checker = checker(config(&net));
+    let late = job_expiring(&url(&net, "a.alpha", "/a"), Duration::ZERO);
+    let obs = checker.check(&late).await;
+    assert_outcome(&obs, Outcome::Timeout, Verdict::Inconclusive);
+    for bad in [
+        "ftp://a.alpha/x",
+        "not a url",
+        "http://",
+        "mailto:abuse@alpha.test",
+    ] {
+        let obs = checker.check(&job(bad)).await;
+        assert_outcome(&obs, Outcome::HttpUnexpected, Verdict::Inconclusive);
+    }
+    assert!(net.counters().requests().is_empty());
+    assert!(net.counters().dns_queries().is_empty());
+    net.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verdict_overrides_come_from_the_map() {
+    let net = start(hosters().url(
+        UrlSpec::new("f.alpha", "/a", "Alpha").behaviour(Behaviour::AlreadyRemoved { status: 403 }),
+    ))
+    .await;
+    let map = VerdictMap::with_overrides([(Outcome::HttpForbidden, Verdict::Offline)].into());
+    let checker = Checker::new(config(&net).validate().unwrap(), map).unwrap();
+    let obs = checker.check(&job(&url(&net, "f.alpha", "/a"))).await;
+    assert_outcome(&obs, Outcome::HttpForbidden, Verdict::Offline);
+    net.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_accept_queue_times_the_connect_out() {
+    // A listener that never accepts, its queue filled: the kernel drops
+    // further SYNs, so a connection neither completes nor is refused.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.10.3.1:0".parse().unwrap()).unwrap();
+    let listener = socket.listen(0).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut fillers = Vec::new();
+    for _ in 0..8 {
+        if let Ok(Ok(stream)) = tokio::time::timeout(
+            Duration::from_millis(200),
+            tokio::net::TcpStream::connect(addr),
+        )
+        .await
+        {
+            fillers.push(stream);
+        }
+    }
+    let config = WorkerConfig {
+        connect_timeout: Duration::from_millis(500),
+        total_timeout: Duration::from_secs(3),
+        policy: tdmon_worker::config::PolicyConfig {
+            allow: vec!["127.10.3.0/24".into()],
+        },
+        resolver: tdmon_worker::config::ResolverConfig {
+            // Never asked: the URL's host is an address.
+            nameservers: vec!["127.0.0.1:9".into()],
+            ..Default::default()
+        },
+        ..WorkerConfig::default()
+    };
+    let started = Instant::now();
+    let obs = checker(config)
+        .check(&job(&format!("http://{addr}/a")))
+        .await;
+    assert_outcome(&obs, Outcome::ConnectTimeout, Verdict::Inconclusive);
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    drop((fillers, listener));
+}
+
+fn offline_config() -> WorkerConfig {
+    WorkerConfig {
+        resolver: tdmon_worker::config::ResolverConfig {
+            nameservers: vec!["127.0.0.1:9".into()],
+            ..Default::default()
+        },
+        ..WorkerConfig::default()
+    }
+}
+
+#[test]
+fn the_checker_needs_a_runtime_and_stops_its_evictor_when_dropped() {
+    let settings = offline_config().validate().unwrap();
+    let err = Checker::new(settings.clone(), VerdictMap::default()).unwrap_err();
+    assert!(matches!(err, tdmon_worker::BuildError::NoRuntime), "{err}");
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let metrics = tokio::runtime::Handle::current().metrics();
+        let before = metrics.num_alive_tasks();
+        let checker = Checker::new(settings, VerdictMap::default()).unwrap();
+        let clone = checker.clone();
+        assert_eq!(metrics.num_alive_tasks(), before + 1, "the evictor runs");
+        drop(checker);
+        tokio::task::yield_now().await;
+        assert_eq!(metrics.num_alive_tasks(), before + 1, "a clone keeps it");
+        drop(clone);
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(
+            metrics.num_alive_tasks(),
+            before,
+            "stopped with the last clone"
+        );
+    });
+}
+
+#[test]
+fn a_missing_asn_database_or_root_file_fails_the_build() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let _guard = runtime.enter();
+    let mut config = offline_config();
+    config.attribution.asn_db = Some("/nonexistent/asn.mmdb".into());
+    let err = Checker::new(config.validate().unwrap(), VerdictMap::default()).unwrap_err();
+    assert!(matches!(err, tdmon_worker::BuildError::AsnDb(_)), "{err}");
+    assert!(err.to_string().contains("/nonexistent/asn.mmdb"), "{err}");
+
+    let mut config = offline_config();
+    config.extra_root_certs = vec!["/nonexistent/ca.pem".into()];
+    let err = Checker::new(config.validate().unwrap(), VerdictMap::default()).unwrap_err();
+    assert!(matches!(err, tdmon_worker::BuildError::Client(_)), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_short_retry_after_is_waited_out_before_the_next_request() {
+    let net = start(
+        hosters().url(UrlSpec::new("busy.alpha", "/a", "Alpha").behaviour(
+            Behaviour::RateLimited {
+                from: Duration::ZERO,
+                until: Duration::from_secs(36_000),
+                retry_after: Duration::from_secs(1),
+            },
+        )),
+    )
+    .await;
+    let checker = checker(config(&net));
+    let busy = url(&net, "busy.alpha", "/a");
+    let first = checker.check(&job(&busy)).await;
+    assert_outcome(&first, Outcome::HttpRateLimited, Verdict::Inconclusive);
+    let second = checker.check(&job(&busy)).await;
+    assert_outcome(&second, Outcome::HttpRateLimited, Verdict::Inconclusive);
+    assert!(second.http.is_some(), "contacted after the wait");
+    let requests = net.counters().requests_for(&busy);
+    assert_eq!(requests.len(), 2);
+    let gap = requests[1].instant.duration_since(requests[0].instant);
+    assert!(gap >= Duration::from_millis(900), "{gap:?}");
+    net.shutdown().await;
+}
