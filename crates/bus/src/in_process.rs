@@ -272,6 +272,7 @@ mod tests {
             purpose: Purpose::Scheduled,
             due_at: Utc::now(),
             expires_at: Utc::now(),
+            baseline: None,
         }
     }
 

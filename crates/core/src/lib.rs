@@ -8,9 +8,24 @@ pub mod message;
 pub mod norm;
 pub mod notice;
 pub mod outcome;
+pub mod report;
 pub mod schedule;
 pub mod state;
+pub mod survival;
 pub mod url;
 
 pub use message::{Bracket, CheckJob, Event, EventKind, Observation, Purpose, UrlId};
 pub use outcome::{Outcome, Verdict, VerdictMap};
+
+/// An error and its sources on one line, `outer: inner: root`, for logs that
+/// print an error once.
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

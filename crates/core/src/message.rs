@@ -63,6 +63,10 @@ pub struct CheckJob {
     /// A worker that receives the job later than this drops it: a stale check
     /// would date a takedown wrongly.
     pub expires_at: DateTime<Utc>,
+    /// The fingerprint of the URL's first online check, so that the worker can
+    /// tell content that was replaced (an image now answering HTML).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub baseline: Option<String>,
 }
 
 /// How name resolution ended.
@@ -229,6 +233,7 @@ mod tests {
             purpose: Purpose::Baseline,
             due_at: DateTime::UNIX_EPOCH,
             expires_at: DateTime::UNIX_EPOCH,
+            baseline: None,
         };
         let json = serde_json::to_value(&job).unwrap();
         assert_eq!(json["schema"], 1);

@@ -7,7 +7,9 @@
 //!   span at least `min_span`, of which at least one is an offline verdict, or
 //!   whose inconclusive run lasted at least `inconclusive_limit`;
 //! - the takedown time is the first check of the confirmed run, and the true
-//!   moment lies in the bracket (last online check, first non-online check];
+//!   moment lies in the bracket (last online check, first non-online check]:
+//!   from the start of the one to the answer of the other, so that the
+//!   bracket holds even when a check took long;
 //! - a URL never seen online whose run is confirmed is `already_offline`;
 //! - after a takedown the URL is rechecked sparsely; content that is served
 //!   again is a `reappeared` event and starts a new online episode, whose
@@ -78,16 +80,20 @@ impl Phase {
 /// A run of consecutive non-online checks not confirmed yet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Run {
+    /// When the first check of the run started ...
     pub first: DateTime<Utc>,
+    /// ... and when it had its answer: the late end of the takedown bracket.
+    pub first_answered: DateTime<Utc>,
     pub last: DateTime<Utc>,
     pub checks: u32,
     pub any_offline: bool,
 }
 
 impl Run {
-    fn start(at: DateTime<Utc>, verdict: Verdict) -> Self {
+    fn start(at: DateTime<Utc>, answered: DateTime<Utc>, verdict: Verdict) -> Self {
         Self {
             first: at,
+            first_answered: answered,
             last: at,
             checks: 1,
             any_offline: verdict == Verdict::Offline,
@@ -293,7 +299,7 @@ pub fn advance(
     } else if state.phase != Phase::Offline {
         let run = match state.run {
             Some(run) => run.extend(at, verdict),
-            None => Run::start(at, verdict),
+            None => Run::start(at, answered(observation), verdict),
         };
         if state.phase == Phase::Pending {
             next.phase = Phase::Unseen;
@@ -302,7 +308,7 @@ pub fn advance(
             let takedown = Takedown {
                 bracket: Bracket {
                     last_online: state.last_online_at,
-                    first_offline: run.first,
+                    first_offline: run.first_answered,
                 },
                 confirmed_at: at,
             };
@@ -336,6 +342,15 @@ pub fn advance(
         })
     };
     (next, events)
+}
+
+/// When a check had its answer. The server answered somewhere between the
+/// start and this moment, so a bracket from the start of the last online check
+/// to the answer of the first non-online one holds the true takedown however
+/// slow the checks were.
+fn answered(observation: &Observation) -> DateTime<Utc> {
+    let duration = i64::try_from(observation.duration_ms).unwrap_or(i64::MAX);
+    observation.started_at + TimeDelta::milliseconds(duration.min(86_400_000))
 }
 
 /// The next check for a state that has just taken in a check at `at`.

@@ -81,6 +81,7 @@ fn job_expiring(url: &str, within: Duration) -> CheckJob {
         purpose: Purpose::Scheduled,
         due_at: now,
         expires_at: now + chrono::Duration::from_std(within).unwrap(),
+        baseline: None,
     }
 }
 

@@ -36,7 +36,7 @@ fn observe(at: DateTime<Utc>, verdict: Verdict, hoster: Option<&str>) -> Observa
         url: "http://files.sim.test/a.jpg".into(),
         worker: "test".into(),
         started_at: at,
-        duration_ms: 10,
+        duration_ms: 0,
         dns: DnsResult {
             outcome: DnsOutcome::Ok,
             answers: vec![],
@@ -290,6 +290,7 @@ fn uptime_counts_time_after_online_checks() {
 
 #[derive(Debug, Clone)]
 struct Step {
+    duration_ms: u64,
     gap_s: i64,
     verdict: Verdict,
     hoster: u8,
@@ -304,14 +305,18 @@ fn step() -> impl Strategy<Value = Step> {
         0u8..3,
         0i64..120,
         proptest::bool::weighted(0.1),
+        0u64..30_000,
     )
-        .prop_map(|(gap_s, verdict, hoster, lag_s, redeliver)| Step {
-            gap_s,
-            verdict,
-            hoster,
-            lag_s,
-            redeliver,
-        })
+        .prop_map(
+            |(gap_s, verdict, hoster, lag_s, redeliver, duration_ms)| Step {
+                duration_ms,
+                gap_s,
+                verdict,
+                hoster,
+                lag_s,
+                redeliver,
+            },
+        )
 }
 
 fn small_rules() -> impl Strategy<Value = Rules> {
@@ -350,7 +355,7 @@ proptest! {
         let mut at = t0();
         let mut last_obs: Option<Observation> = None;
         // Checks of the current non-online run, and the last online check.
-        let mut run: Vec<(DateTime<Utc>, Verdict)> = Vec::new();
+        let mut run: Vec<(DateTime<Utc>, Verdict, u64)> = Vec::new();
         let mut last_online: Option<DateTime<Utc>> = None;
         let mut seen = std::collections::HashSet::new();
         let mut first_takedown: Option<Takedown> = None;
@@ -368,21 +373,24 @@ proptest! {
             at += TimeDelta::seconds(s.gap_s);
             let now = at + TimeDelta::seconds(s.lag_s);
             let hoster = ["A", "B", "C"][s.hoster as usize];
-            let obs = observe(at, s.verdict, Some(hoster));
+            let mut obs = observe(at, s.verdict, Some(hoster));
+            obs.duration_ms = s.duration_ms;
             let before = state.clone();
             let (next, events) = advance(&state, &obs, now, &rules);
 
             if before.phase != Phase::Expired {
-                if s.verdict == O { run.clear(); } else if before.phase != Phase::Offline { run.push((at, s.verdict)); }
+                if s.verdict == O { run.clear(); } else if before.phase != Phase::Offline { run.push((at, s.verdict, s.duration_ms)); }
             }
             for event in &events {
                 prop_assert!(seen.insert((event.kind, event.at)), "duplicate event {event:?}");
                 match event.kind {
                     EventKind::Takedown | EventKind::AlreadyOffline => {
                         offline_events += 1;
-                        prop_assert!(rule_holds(&run, &rules.confirmation), "confirmed early: {run:?}");
+                        let history: Vec<_> = run.iter().map(|(t, v, _)| (*t, *v)).collect();
+                        prop_assert!(rule_holds(&history, &rules.confirmation), "confirmed early: {run:?}");
                         let bracket = event.bracket.unwrap();
-                        prop_assert_eq!(bracket.first_offline, run[0].0);
+                        // From the start of the last online check to the answer of the first non-online one.
+                        prop_assert_eq!(bracket.first_offline, run[0].0 + TimeDelta::milliseconds(run[0].2 as i64));
                         prop_assert_eq!(bracket.last_online, last_online);
                         if let Some(lo) = bracket.last_online {
                             prop_assert!(lo < bracket.first_offline);
