@@ -1,0 +1,133 @@
+//! The embedded backend: one SQLite file in WAL mode, one writer connection
+//! (every write call is one transaction on it) and a few read-only readers.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::str::FromStr;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
+};
+use sqlx::types::Json;
+use sqlx::{QueryBuilder, Row};
+use tdmon_core::notice::Notice;
+use tdmon_core::state::{Phase, Rules, Subject, UrlState, advance};
+use tdmon_core::{Event, Observation, UrlId};
+use uuid::Uuid;
+
+use crate::backend::{Candidate, StoredKeys, count, lease_end, phase_rank};
+use crate::codec::{ObservationColumns, chunks_for, from_json, micros, name_of, parse_name};
+use crate::{AddedNotices, Applied, DueUrl, DuplicateReason, Status, StoreError, mask_url};
+
+type Db = sqlx::Sqlite;
+type DbRow = SqliteRow;
+/// Microseconds since the Unix epoch.
+type DbTime = i64;
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+
+/// How long a connection waits for another process's lock on the file.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+/// Read-only connections beside the writer; WAL lets them read while it writes.
+const READERS: u32 = 4;
+
+const LEASE_SQL: &str = "UPDATE urls SET lease_until = $2 WHERE url_id IN (\
+     SELECT url_id FROM urls \
+     WHERE next_check_at <= $1 AND (lease_until IS NULL OR lease_until < $1) \
+     ORDER BY next_check_at, url_id LIMIT $3) \
+     RETURNING url_id, url, host, next_purpose, next_check_at, baseline";
+
+/// Takes the file's write lock at the start, so that a transaction that
+/// reads before it writes waits (busy timeout) for another process's writer
+/// instead of failing when it tries to write.
+const BEGIN_WRITE: &str = "BEGIN IMMEDIATE";
+
+/// SQLite has one writer at a time: the rows a write transaction reads cannot
+/// change under it.
+const LOCK_ROWS: &str = "";
+
+fn db_time(time: DateTime<Utc>) -> DbTime {
+    time.timestamp_micros()
+}
+
+fn from_db_time(what: &str, micros: DbTime) -> Result<DateTime<Utc>, StoreError> {
+    DateTime::from_timestamp_micros(micros)
+        .ok_or_else(|| StoreError::corrupt(what, format!("time {micros} out of range")))
+}
+
+fn json_value(row: &DbRow, column: &str, what: &str) -> Result<Value, StoreError> {
+    let text: String = row
+        .try_get(column)
+        .map_err(StoreError::query("reading a JSON column"))?;
+    serde_json::from_str(&text).map_err(|e| StoreError::corrupt(what, e))
+}
+
+fn json_opt(row: &DbRow, column: &str, what: &str) -> Result<Option<Value>, StoreError> {
+    let text: Option<String> = row
+        .try_get(column)
+        .map_err(StoreError::query("reading a JSON column"))?;
+    text.map(|t| serde_json::from_str(&t).map_err(|e| StoreError::corrupt(what, e)))
+        .transpose()
+}
+
+#[derive(Clone)]
+pub(crate) struct SqliteStore {
+    writer: SqlitePool,
+    reader: SqlitePool,
+    pub(crate) url: String,
+}
+
+impl SqliteStore {
+    pub(crate) async fn open(url: &str) -> Result<Self, StoreError> {
+        let masked = mask_url(url);
+        let open_error = |source| StoreError::Open {
+            url: masked.clone(),
+            source,
+        };
+        let base = SqliteConnectOptions::from_str(url)
+            .map_err(open_error)?
+            .busy_timeout(BUSY_TIMEOUT)
+            .foreign_keys(true);
+        let writer_options = base
+            .clone()
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal);
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(writer_options)
+            .await
+            .map_err(open_error)?;
+        MIGRATOR.run(&writer).await.map_err(StoreError::Migrate)?;
+
+        let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+        let reader = if in_memory {
+            // Every connection to an in-memory database is a database of its own.
+            writer.clone()
+        } else {
+            SqlitePoolOptions::new()
+                .max_connections(READERS)
+                .connect_with(base.read_only(true))
+                .await
+                .map_err(open_error)?
+        };
+        Ok(Self {
+            writer,
+            reader,
+            url: masked,
+        })
+    }
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("url", &self.url)
+            .finish()
+    }
+}
+
+impl_store!(SqliteStore);

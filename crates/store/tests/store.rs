@@ -1,0 +1,760 @@
+//! The store's behaviour, the same tests on SQLite and on PostgreSQL.
+
+mod support;
+
+use std::collections::HashSet;
+use std::net::IpAddr;
+use std::time::Duration;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use tdmon_core::message::{DnsOutcome, DnsResult, HttpResult, RedirectHop, SchemaV1};
+use tdmon_core::notice::{DuplicateKey, Notice};
+use tdmon_core::state::{Phase, Rules};
+use tdmon_core::url::NormalizedUrl;
+use tdmon_core::{EventKind, Observation, Outcome, Purpose, UrlId, Verdict};
+use tdmon_store::{DuplicateReason, Status, StoreError};
+use uuid::Uuid;
+
+use support::TestDb;
+
+on_both_backends!(
+    add_reports_duplicates_within_and_across_calls,
+    lease_returns_due_unleased_urls_in_due_order_once_per_lease,
+    release_gives_urls_back,
+    held_urls_stay_leased_until_their_time,
+    the_baseline_fingerprint_comes_with_the_lease,
+    concurrent_leases_never_share_a_url,
+    concurrent_adds_store_each_notice_once,
+    applying_an_observation_twice_changes_nothing,
+    observations_advance_to_a_takedown_and_fill_the_outbox,
+    observations_of_unknown_urls_are_reported_not_stored,
+    observations_round_trip_every_field,
+    status_counts_phases_leases_and_rows,
+    all_states_reads_every_page,
+    reopening_keeps_everything,
+);
+
+fn t0() -> DateTime<Utc> {
+    "2026-03-02T10:00:00Z".parse().unwrap()
+}
+
+fn minutes(m: i64) -> DateTime<Utc> {
+    t0() + TimeDelta::minutes(m)
+}
+
+const LEASE: Duration = Duration::from_secs(5 * 60);
+
+fn notice(url: &str, notice_id: Option<&str>, notified_at: DateTime<Utc>) -> Notice {
+    Notice {
+        url: NormalizedUrl::parse(url).unwrap(),
+        notified_at,
+        notice_id: notice_id.map(str::to_owned),
+        category: Some("csam".into()),
+        reporter: Some("hotline".into()),
+        claimed_hoster: None,
+    }
+}
+
+fn observe(url_id: UrlId, at: DateTime<Utc>, verdict: Verdict) -> Observation {
+    let outcome = match verdict {
+        Verdict::Online => Outcome::Served,
+        Verdict::Offline => Outcome::HttpNotFound,
+        Verdict::Inconclusive => Outcome::Timeout,
+    };
+    Observation {
+        schema: SchemaV1,
+        job_id: Uuid::new_v4(),
+        url_id,
+        url: format!("http://files.sim.test/{url_id}.jpg"),
+        worker: "w1".into(),
+        started_at: at,
+        duration_ms: 12,
+        dns: DnsResult {
+            outcome: DnsOutcome::Ok,
+            answers: vec!["127.0.10.1".parse().unwrap()],
+        },
+        ip: Some("127.0.10.1".parse().unwrap()),
+        asn: Some(64500),
+        as_org: Some("HostA BV".into()),
+        hoster: Some("HostA".into()),
+        cdn: false,
+        http: None,
+        tls_error: None,
+        fingerprint: Some("image/jpeg".into()),
+        outcome,
+        verdict,
+    }
+}
+
+/// Adds one notice per `(path, notified_at)` at `now` and returns the URL ids.
+async fn add(db: &TestDb, notices: &[(&str, DateTime<Utc>)], now: DateTime<Utc>) -> Vec<UrlId> {
+    let notices: Vec<Notice> = notices
+        .iter()
+        .map(|(path, at)| notice(&format!("http://files.sim.test/{path}"), None, *at))
+        .collect();
+    let added = db.store.add_notices(&notices, now).await.unwrap();
+    assert!(added.duplicates.is_empty(), "{:?}", added.duplicates);
+    added.added
+}
+
+async fn status(db: &TestDb, now: DateTime<Utc>) -> Status {
+    db.store.status(now).await.unwrap()
+}
+
+async fn add_reports_duplicates_within_and_across_calls(db: &TestDb) {
+    let nanos = t0() + TimeDelta::nanoseconds(123_456_789);
+    let first = [
+        notice("http://a.test/1", Some("N1"), t0()),
+        notice("http://b.test/2", Some("N2"), t0()),
+        notice("http://c.test/3", Some("N1"), t0()),
+        notice("http://a.test/1", None, t0()),
+        notice("http://e.test/5", None, nanos),
+    ];
+    let added = db.store.add_notices(&first, t0()).await.unwrap();
+    assert_eq!(added.added.len(), 3);
+    assert_eq!(added.added.iter().collect::<HashSet<_>>().len(), 3);
+    let a_key = DuplicateKey::UrlAndTime {
+        url: NormalizedUrl::parse("http://a.test/1").unwrap(),
+        notified_at: t0(),
+    };
+    assert_eq!(
+        added.duplicates,
+        [
+            (
+                2,
+                DuplicateReason::InInput {
+                    first: 0,
+                    key: DuplicateKey::NoticeId("N1".into())
+                }
+            ),
+            (
+                3,
+                DuplicateReason::InInput {
+                    first: 0,
+                    key: a_key.clone()
+                }
+            ),
+        ]
+    );
+
+    let second = [
+        notice("http://f.test/6", Some("N2"), t0()),
+        notice("http://b.test/2", None, t0()),
+        // Same URL at another time is another notice.
+        notice("http://a.test/1", Some("N9"), minutes(1)),
+        // Sub-microsecond parts are dropped on both sides of the comparison.
+        notice("http://e.test/5", None, nanos),
+    ];
+    let again = db.store.add_notices(&second, t0()).await.unwrap();
+    assert_eq!(again.added.len(), 1);
+    assert!(
+        !added.added.contains(&again.added[0]),
+        "URL ids must be new"
+    );
+    let e_key = DuplicateKey::UrlAndTime {
+        url: NormalizedUrl::parse("http://e.test/5").unwrap(),
+        notified_at: t0() + TimeDelta::microseconds(123_456),
+    };
+    assert_eq!(
+        again.duplicates,
+        [
+            (
+                0,
+                DuplicateReason::Stored {
+                    key: DuplicateKey::NoticeId("N2".into())
+                }
+            ),
+            (
+                1,
+                DuplicateReason::Stored {
+                    key: DuplicateKey::UrlAndTime {
+                        url: NormalizedUrl::parse("http://b.test/2").unwrap(),
+                        notified_at: t0(),
+                    }
+                }
+            ),
+            (3, DuplicateReason::Stored { key: e_key }),
+        ]
+    );
+
+    // Exactly one monitored URL per stored notice, each with its initial state.
+    let states = db.store.all_states().await.unwrap();
+    assert_eq!(states.len(), 4);
+    let ids: Vec<UrlId> = states.iter().map(|s| s.subject.url_id).collect();
+    let mut expected: Vec<UrlId> = added.added.iter().chain(&again.added).copied().collect();
+    expected.sort();
+    assert_eq!(ids, expected);
+    for state in &states {
+        assert_eq!(state.phase, Phase::Pending);
+        let next = state.next_check.unwrap();
+        assert_eq!(next.purpose, Purpose::Baseline);
+        assert_eq!(next.at, state.subject.notified_at.max(t0()));
+    }
+    let n9 = db.store.states(&again.added).await.unwrap();
+    assert_eq!(n9.len(), 1);
+    assert_eq!(n9[0].subject.url, "http://a.test/1");
+    assert_eq!(n9[0].subject.notice_id.as_deref(), Some("N9"));
+    assert_eq!(n9[0].subject.notified_at, minutes(1));
+    assert_eq!(status(db, t0()).await.by_phase, [(Phase::Pending, 4)]);
+}
+
+async fn lease_returns_due_unleased_urls_in_due_order_once_per_lease(db: &TestDb) {
+    let ids = add(
+        db,
+        &[
+            ("u1", minutes(3)),
+            ("u2", minutes(1)),
+            ("u3", minutes(2)),
+            ("u4", minutes(30)),
+        ],
+        t0(),
+    )
+    .await;
+    let (u1, u2, u3, u4) = (ids[0], ids[1], ids[2], ids[3]);
+
+    let due = db.store.lease_due(minutes(10), 10, LEASE).await.unwrap();
+    let got: Vec<UrlId> = due.iter().map(|d| d.url_id).collect();
+    assert_eq!(got, [u2, u3, u1], "only due URLs, oldest due first");
+    assert_eq!(due[0].url, "http://files.sim.test/u2");
+    assert_eq!(due[0].host, "files.sim.test");
+    assert_eq!(due[0].purpose, Purpose::Baseline);
+    assert_eq!(due[0].due_at, minutes(1));
+
+    // Leased until minute 15: not again before the lease has run out.
+    assert!(
+        db.store
+            .lease_due(minutes(11), 10, LEASE)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        db.store
+            .lease_due(minutes(15), 10, LEASE)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let again = db.store.lease_due(minutes(16), 10, LEASE).await.unwrap();
+    let got: Vec<UrlId> = again.iter().map(|d| d.url_id).collect();
+    assert_eq!(got, [u2, u3, u1], "a lost lease makes the URL due again");
+
+    // The limit takes the oldest first; the rest come on the next call.
+    let first = db.store.lease_due(minutes(40), 2, LEASE).await.unwrap();
+    let got: Vec<UrlId> = first.iter().map(|d| d.url_id).collect();
+    assert_eq!(got, [u2, u3]);
+    let rest = db.store.lease_due(minutes(40), 10, LEASE).await.unwrap();
+    let got: Vec<UrlId> = rest.iter().map(|d| d.url_id).collect();
+    assert_eq!(got, [u1, u4]);
+    assert!(
+        db.store
+            .lease_due(minutes(40), 0, LEASE)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+async fn release_gives_urls_back(db: &TestDb) {
+    let ids = add(db, &[("r1", t0()), ("r2", t0()), ("r3", t0())], t0()).await;
+    assert_eq!(
+        db.store
+            .lease_due(minutes(1), 10, LEASE)
+            .await
+            .unwrap()
+            .len(),
+        3
+    );
+    db.store.release(&[ids[1], 999_999]).await.unwrap();
+    db.store.release(&[]).await.unwrap();
+    let back = db.store.lease_due(minutes(1), 10, LEASE).await.unwrap();
+    let got: Vec<UrlId> = back.iter().map(|d| d.url_id).collect();
+    assert_eq!(got, [ids[1]], "only the released URL is leasable again");
+}
+
+async fn held_urls_stay_leased_until_their_time(db: &TestDb) {
+    let ids = add(db, &[("h1", t0()), ("h2", t0())], t0()).await;
+    assert_eq!(
+        db.store
+            .lease_due(minutes(1), 10, LEASE)
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+    db.store.release_all().await.unwrap();
+    // h1 is held back for 30 minutes; h2 is free again.
+    db.store.hold(&[(ids[0], minutes(31))]).await.unwrap();
+    let now: Vec<UrlId> = db
+        .store
+        .lease_due(minutes(2), 10, LEASE)
+        .await
+        .unwrap()
+        .iter()
+        .map(|d| d.url_id)
+        .collect();
+    assert_eq!(now, [ids[1]], "the held URL waits");
+    let later: Vec<UrlId> = db
+        .store
+        .lease_due(minutes(32), 10, LEASE)
+        .await
+        .unwrap()
+        .iter()
+        .map(|d| d.url_id)
+        .collect();
+    assert_eq!(
+        later, ids,
+        "once its time has passed it is due again, beside h2 whose lease ran out"
+    );
+    assert_eq!(db.store.release_all().await.unwrap(), 2);
+    assert_eq!(status(db, minutes(33)).await.leased, 0);
+}
+
+async fn the_baseline_fingerprint_comes_with_the_lease(db: &TestDb) {
+    let ids = add(db, &[("b1", t0())], t0()).await;
+    let first = db.store.lease_due(t0(), 10, LEASE).await.unwrap();
+    assert_eq!(first[0].baseline, None, "no online check yet");
+    let mut online = observe(ids[0], minutes(1), Verdict::Online);
+    online.fingerprint = Some("image".into());
+    db.store
+        .apply_observations(&[online], minutes(1), &Rules::default())
+        .await
+        .unwrap();
+    let next = db.store.lease_due(minutes(60), 10, LEASE).await.unwrap();
+    assert_eq!(next[0].baseline.as_deref(), Some("image"));
+}
+
+async fn concurrent_leases_never_share_a_url(db: &TestDb) {
+    let paths: Vec<String> = (0..90).map(|i| format!("c{i}")).collect();
+    let notices: Vec<(&str, DateTime<Utc>)> = paths.iter().map(|p| (p.as_str(), t0())).collect();
+    add(db, &notices, t0()).await;
+    let other = db.open_again().await;
+    // Six dispatchers at once, over two handles (two processes), in rounds
+    // that start after the previous round's leases have run out.
+    for round in 0..5 {
+        let now = minutes(1 + 10 * round);
+        let mut leases = tokio::task::JoinSet::new();
+        for i in 0..6 {
+            let store = if i % 2 == 0 {
+                db.store.clone()
+            } else {
+                other.clone()
+            };
+            leases.spawn(async move { store.lease_due(now, 15, LEASE).await });
+        }
+        let mut seen = HashSet::new();
+        for leased in leases.join_all().await {
+            for due in leased.unwrap() {
+                assert!(
+                    seen.insert(due.url_id),
+                    "round {round}: URL {} leased twice",
+                    due.url_id
+                );
+            }
+        }
+        assert_eq!(
+            seen.len(),
+            90,
+            "round {round}: every due URL is leased once"
+        );
+    }
+    other.close().await;
+}
+
+async fn concurrent_adds_store_each_notice_once(db: &TestDb) {
+    let batch = |own: &str| -> Vec<Notice> {
+        (0..100)
+            .map(|i| notice(&format!("http://shared.test/{i}"), None, t0()))
+            .chain((0..100).map(|i| notice(&format!("http://{own}.test/{i}"), None, t0())))
+            .collect()
+    };
+    let (left, right) = (batch("left"), batch("right"));
+    let other = db.open_again().await;
+    let (a, b) = tokio::join!(
+        db.store.add_notices(&left, t0()),
+        other.add_notices(&right, t0()),
+    );
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert_eq!(a.added.len() + b.added.len(), 300);
+    assert_eq!(a.duplicates.len() + b.duplicates.len(), 100);
+    for (index, reason) in a.duplicates.iter().chain(&b.duplicates) {
+        assert!(*index < 100, "only shared notices are duplicates");
+        assert!(
+            matches!(reason, DuplicateReason::Stored { .. }),
+            "{reason:?}"
+        );
+    }
+    assert_eq!(db.store.all_states().await.unwrap().len(), 300);
+    other.close().await;
+}
+
+async fn applying_an_observation_twice_changes_nothing(db: &TestDb) {
+    let ids = add(db, &[("i1", t0())], t0()).await;
+    let url_id = ids[0];
+    assert_eq!(db.store.lease_due(t0(), 10, LEASE).await.unwrap().len(), 1);
+    let rules = Rules::default();
+    let obs = observe(url_id, minutes(1), Verdict::Online);
+
+    let first = db
+        .store
+        .apply_observations(std::slice::from_ref(&obs), minutes(2), &rules)
+        .await
+        .unwrap();
+    assert_eq!((first.new, first.duplicates), (1, 0));
+    assert_eq!(first.events.len(), 1);
+    assert_eq!(first.events[0].kind, EventKind::FirstOnline);
+    assert_eq!(
+        status(db, minutes(2)).await.leased,
+        0,
+        "applying clears the lease"
+    );
+    let state = db.store.states(&[url_id]).await.unwrap();
+
+    let second = db
+        .store
+        .apply_observations(std::slice::from_ref(&obs), minutes(3), &rules)
+        .await
+        .unwrap();
+    assert_eq!((second.new, second.duplicates), (0, 1));
+    assert!(second.events.is_empty());
+    assert_eq!(
+        db.store.states(&[url_id]).await.unwrap(),
+        state,
+        "state unchanged"
+    );
+    assert_eq!(
+        db.store.unpublished_events(10).await.unwrap().len(),
+        1,
+        "no second event"
+    );
+    assert_eq!(db.store.observations(url_id).await.unwrap().len(), 1);
+
+    // Twice within one call, beside a stored one and a new one.
+    let new = observe(url_id, minutes(20), Verdict::Online);
+    let mixed = db
+        .store
+        .apply_observations(&[obs.clone(), new.clone(), new], minutes(21), &rules)
+        .await
+        .unwrap();
+    assert_eq!((mixed.new, mixed.duplicates), (1, 2));
+    assert_eq!(db.store.observations(url_id).await.unwrap().len(), 2);
+}
+
+async fn observations_advance_to_a_takedown_and_fill_the_outbox(db: &TestDb) {
+    let added = db
+        .store
+        .add_notices(
+            &[notice("http://files.sim.test/t.jpg", Some("N-1"), t0())],
+            t0(),
+        )
+        .await
+        .unwrap();
+    let url_id = added.added[0];
+    let rules = Rules::default();
+    // Out of order on purpose: the store applies them in started_at order.
+    let batch = [
+        observe(url_id, minutes(90), Verdict::Offline),
+        observe(url_id, t0(), Verdict::Online),
+        observe(url_id, minutes(75), Verdict::Offline),
+        observe(url_id, minutes(60), Verdict::Offline),
+    ];
+    let applied = db
+        .store
+        .apply_observations(&batch, minutes(91), &rules)
+        .await
+        .unwrap();
+    assert_eq!(applied.new, 4);
+    let kinds: Vec<EventKind> = applied.events.iter().map(|e| e.kind).collect();
+    assert_eq!(kinds, [EventKind::FirstOnline, EventKind::Takedown]);
+    let takedown = &applied.events[1];
+    let bracket = takedown.bracket.unwrap();
+    assert_eq!(bracket.last_online, Some(t0()));
+    // The late end is when the first offline check had its answer (12 ms).
+    assert_eq!(
+        bracket.first_offline,
+        minutes(60) + TimeDelta::milliseconds(12)
+    );
+    assert_eq!(takedown.time_to_takedown_s, Some(3600));
+    assert_eq!(takedown.notice_id.as_deref(), Some("N-1"));
+    assert_eq!(takedown.hoster.as_deref(), Some("HostA"));
+
+    let state = &db.store.states(&[url_id]).await.unwrap()[0];
+    assert_eq!(state.phase, Phase::Offline);
+    let next = state.next_check.unwrap();
+    assert_eq!(next.purpose, Purpose::Reappearance);
+    assert_eq!(
+        status(db, minutes(91)).await.by_phase,
+        [(Phase::Offline, 1)]
+    );
+
+    // The next check is scheduled in the columns the lease reads.
+    assert!(
+        db.store
+            .lease_due(next.at - TimeDelta::seconds(1), 10, LEASE)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let due = db.store.lease_due(next.at, 10, LEASE).await.unwrap();
+    assert_eq!(due.len(), 1);
+    assert_eq!(
+        (due[0].url_id, due[0].purpose, due[0].due_at),
+        (url_id, Purpose::Reappearance, next.at)
+    );
+
+    // The outbox holds both events until they are marked published.
+    let outbox = db.store.unpublished_events(10).await.unwrap();
+    assert_eq!(outbox.len(), 2);
+    assert!(outbox[0].0 < outbox[1].0);
+    let events: Vec<_> = outbox.iter().map(|(_, e)| e.clone()).collect();
+    assert_eq!(events, applied.events);
+    let limited = db.store.unpublished_events(1).await.unwrap();
+    assert_eq!(limited, outbox[..1]);
+    db.store.mark_published(&[outbox[0].0]).await.unwrap();
+    let left = db.store.unpublished_events(10).await.unwrap();
+    assert_eq!(left, outbox[1..]);
+    db.store
+        .mark_published(&[outbox[1].0, 999_999])
+        .await
+        .unwrap();
+    assert!(db.store.unpublished_events(10).await.unwrap().is_empty());
+    assert_eq!(
+        status(db, minutes(91)).await.events,
+        2,
+        "published events are kept"
+    );
+}
+
+async fn observations_of_unknown_urls_are_reported_not_stored(db: &TestDb) {
+    let ids = add(db, &[("k1", t0())], t0()).await;
+    let known = observe(ids[0], minutes(1), Verdict::Online);
+    let unknown = observe(424_242, minutes(1), Verdict::Online);
+    let applied = db
+        .store
+        .apply_observations(&[unknown.clone(), known], minutes(2), &Rules::default())
+        .await
+        .unwrap();
+    assert_eq!(applied.unknown_url, [unknown.job_id]);
+    assert_eq!((applied.new, applied.duplicates), (1, 0));
+    assert!(db.store.observations(424_242).await.unwrap().is_empty());
+    assert_eq!(status(db, minutes(2)).await.observations, 1);
+    // Still unknown, not a duplicate, the second time.
+    let again = db
+        .store
+        .apply_observations(
+            std::slice::from_ref(&unknown),
+            minutes(3),
+            &Rules::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(again.unknown_url, [unknown.job_id]);
+    assert_eq!((again.new, again.duplicates), (0, 0));
+}
+
+async fn observations_round_trip_every_field(db: &TestDb) {
+    let ids = add(db, &[("o1", t0())], t0()).await;
+    let url_id = ids[0];
+    let mut full = observe(
+        url_id,
+        minutes(1) + TimeDelta::nanoseconds(987_654_321),
+        Verdict::Offline,
+    );
+    full.worker = "worker-7".into();
+    full.duration_ms = 1234;
+    full.dns = DnsResult {
+        outcome: DnsOutcome::Ok,
+        answers: vec![
+            "127.0.10.1".parse().unwrap(),
+            "::1".parse::<IpAddr>().unwrap(),
+        ],
+    };
+    full.ip = Some("::1".parse().unwrap());
+    full.cdn = true;
+    full.http = Some(HttpResult {
+        status: 404,
+        content_type: Some("text/html".into()),
+        content_length: Some(5120),
+        etag: Some("\"abc\"".into()),
+        last_modified: Some("Mon, 02 Mar 2026 09:00:00 GMT".into()),
+        location: None,
+        redirects: vec![
+            RedirectHop {
+                url: "http://files.sim.test/o1".into(),
+                status: 301,
+            },
+            RedirectHop {
+                url: "https://files.sim.test/o1".into(),
+                status: 308,
+            },
+        ],
+    });
+    full.tls_error = Some("certificate expired".into());
+    full.outcome = Outcome::HttpNotFound;
+    let mut bare = observe(url_id, minutes(2), Verdict::Inconclusive);
+    bare.dns = DnsResult {
+        outcome: DnsOutcome::Servfail,
+        answers: vec![],
+    };
+    bare.ip = None;
+    bare.asn = None;
+    bare.as_org = None;
+    bare.hoster = None;
+    bare.fingerprint = None;
+    bare.outcome = Outcome::DnsServfail;
+
+    db.store
+        .apply_observations(&[bare.clone(), full.clone()], minutes(3), &Rules::default())
+        .await
+        .unwrap();
+    let mut expected_full = full;
+    expected_full.started_at = minutes(1) + TimeDelta::microseconds(987_654);
+    assert_eq!(
+        db.store.observations(url_id).await.unwrap(),
+        [expected_full, bare]
+    );
+}
+
+async fn status_counts_phases_leases_and_rows(db: &TestDb) {
+    let empty = status(db, t0()).await;
+    assert_eq!(empty, Status::default());
+
+    let ids = add(
+        db,
+        &[("s1", t0()), ("s2", minutes(1)), ("s3", minutes(60))],
+        t0(),
+    )
+    .await;
+    let leased = db.store.lease_due(minutes(5), 1, LEASE).await.unwrap();
+    assert_eq!(leased[0].url_id, ids[0]);
+    let s = status(db, minutes(5)).await;
+    assert_eq!(s.by_phase, [(Phase::Pending, 3)]);
+    assert_eq!(s.due_now, 1, "s2 is due; s1 is leased, s3 not yet due");
+    assert_eq!(s.leased, 1);
+    assert_eq!(s.next_due, Some(minutes(1)), "earliest unleased next check");
+    assert_eq!((s.observations, s.events), (0, 0));
+
+    db.store
+        .apply_observations(
+            &[observe(ids[0], minutes(6), Verdict::Online)],
+            minutes(6),
+            &Rules::default(),
+        )
+        .await
+        .unwrap();
+    let s = status(db, minutes(6)).await;
+    assert_eq!(s.by_phase, [(Phase::Pending, 2), (Phase::Online, 1)]);
+    assert_eq!(s.leased, 0);
+    assert_eq!((s.observations, s.events), (1, 1));
+    // After its lease runs out a URL counts as due again, not as leased.
+    db.store.lease_due(minutes(6), 10, LEASE).await.unwrap();
+    let later = status(db, minutes(12)).await;
+    assert_eq!(later.leased, 0);
+    assert_eq!(later.due_now, 1);
+}
+
+async fn all_states_reads_every_page(db: &TestDb) {
+    let paths: Vec<String> = (0..2345).map(|i| format!("p{i}")).collect();
+    let notices: Vec<(&str, DateTime<Utc>)> = paths.iter().map(|p| (p.as_str(), t0())).collect();
+    let ids = add(db, &notices, t0()).await;
+    let states = db.store.all_states().await.unwrap();
+    assert_eq!(states.len(), 2345);
+    let got: Vec<UrlId> = states.iter().map(|s| s.subject.url_id).collect();
+    let mut want = ids.clone();
+    want.sort();
+    assert_eq!(got, want);
+    let mut paged = Vec::new();
+    loop {
+        let after = paged
+            .last()
+            .map(|s: &tdmon_core::state::UrlState| s.subject.url_id);
+        let page = db.store.states_after(after, 1000).await.unwrap();
+        assert!(page.len() <= 1000);
+        if page.is_empty() {
+            break;
+        }
+        paged.extend(page);
+    }
+    assert_eq!(paged, states);
+    let some = db
+        .store
+        .states(&[ids[2000], ids[5], 123_456_789])
+        .await
+        .unwrap();
+    let got: Vec<UrlId> = some.iter().map(|s| s.subject.url_id).collect();
+    let mut want = vec![ids[5], ids[2000]];
+    want.sort();
+    assert_eq!(got, want, "known ids only, in id order");
+}
+
+async fn reopening_keeps_everything(db: &TestDb) {
+    let ids = add(db, &[("z1", t0()), ("z2", t0())], t0()).await;
+    db.store
+        .apply_observations(
+            &[observe(ids[0], minutes(1), Verdict::Online)],
+            minutes(1),
+            &Rules::default(),
+        )
+        .await
+        .unwrap();
+    let before = db.store.all_states().await.unwrap();
+    db.store.close().await;
+    let reopened = db.open_again().await;
+    assert_eq!(reopened.all_states().await.unwrap(), before);
+    assert_eq!(reopened.unpublished_events(10).await.unwrap().len(), 1);
+    let dup = reopened
+        .add_notices(&[notice("http://files.sim.test/z1", None, t0())], t0())
+        .await
+        .unwrap();
+    assert!(dup.added.is_empty(), "{:?}", dup.added);
+    assert_eq!(dup.duplicates.len(), 1);
+    reopened.close().await;
+}
+
+#[tokio::test]
+async fn open_refuses_unknown_urls_and_bad_schemas_without_leaking_passwords() {
+    let err = tdmon_store::Store::open("mysql://root:hunter2@127.0.0.1/x")
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::UnsupportedUrl(_)), "{err:?}");
+    assert!(!err.to_string().contains("hunter2"), "{err}");
+
+    let bad = tdmon_store::StoreOptions {
+        schema: Some("x; DROP TABLE y".into()),
+    };
+    let err = tdmon_store::Store::open_with("postgres://u:hunter2@127.0.0.1:1/x", &bad)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::InvalidSchema(_)), "{err:?}");
+
+    // No such role: the error names the masked URL, never the password.
+    let err = tdmon_store::Store::open("postgres://u:hunter2@127.0.0.1:5432/test")
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Open { .. }), "{err:?}");
+    let shown = format!("{err} / {err:?}");
+    assert!(!shown.contains("hunter2"), "{shown}");
+    assert!(err.to_string().contains("u:***@127.0.0.1:5432"), "{err}");
+}
+
+#[tokio::test]
+async fn a_corrupt_snapshot_is_reported_as_corrupt() {
+    let db = TestDb::sqlite().await;
+    let ids = add(&db, &[("bad", t0())], t0()).await;
+    let url = db.sqlite_url().unwrap().to_owned();
+    let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect(&url)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE urls SET state = '{\"subject\": 1}' WHERE url_id = $1")
+        .bind(ids[0])
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let err = db.store.states(&ids).await.unwrap_err();
+    assert!(matches!(err, StoreError::Corrupt { .. }), "{err:?}");
+    assert!(
+        err.to_string()
+            .contains(&format!("state of URL {}", ids[0])),
+        "{err}"
+    );
+}
