@@ -18,6 +18,7 @@ pub mod fetch;
 pub mod limits;
 pub mod policy;
 pub mod resolve;
+mod run;
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -37,6 +38,7 @@ use crate::fetch::{ClientError, Fetcher};
 use crate::limits::{Limits, NotAdmitted, parse_retry_after};
 use crate::policy::TargetPolicy;
 use crate::resolve::{PolicyResolve, Resolver, ResolverError};
+pub use crate::run::run;
 
 /// The checker could not be built.
 #[derive(Debug, thiserror::Error)]

@@ -1,0 +1,202 @@
+//! The collector role: consumes observations in batches and, for each batch,
+//! in one store transaction: stores every observation (idempotent on job id),
+//! advances each URL's state machine, writes takedown times and the next check
+//! time, and queues the resulting events in the store's outbox. Only then are
+//! the deliveries acknowledged; the outbox is then published to the bus.
+//!
+//! A crash anywhere loses nothing: unacknowledged observations are delivered
+//! again (and recognised by job id), and unpublished events stay in the outbox
+//! until a publish succeeds.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use serde::{Deserialize, Serialize};
+use tdmon_bus::{Bus, BusError, Delivery, Reject};
+use tdmon_core::Observation;
+use tdmon_core::state::Rules;
+use tdmon_store::{Store, StoreError};
+use tokio_util::sync::CancellationToken;
+
+/// The `[collector]` table.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CollectorConfig {
+    /// Observations written per transaction at most.
+    pub batch: usize,
+    /// How long to wait for a batch to fill once its first observation is in.
+    #[serde(with = "tdmon_core::duration")]
+    pub linger: Duration,
+    /// Pause after a failed write before the batch is tried again.
+    #[serde(with = "tdmon_core::duration")]
+    pub retry_delay: Duration,
+}
+
+impl Default for CollectorConfig {
+    fn default() -> Self {
+        Self {
+            batch: 500,
+            linger: Duration::from_millis(50),
+            retry_delay: Duration::from_secs(1),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("collector.{0} must be greater than zero")]
+pub struct ConfigError(&'static str);
+
+impl CollectorConfig {
+    pub fn validate(self) -> Result<CollectorConfig, ConfigError> {
+        if self.batch == 0 {
+            return Err(ConfigError("batch"));
+        }
+        if self.retry_delay.is_zero() {
+            return Err(ConfigError("retry_delay"));
+        }
+        Ok(self)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CollectError {
+    #[error("the store failed")]
+    Store(#[from] StoreError),
+    #[error("the bus failed")]
+    Bus(#[from] BusError),
+}
+
+/// Running totals, for progress displays and tests.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Totals {
+    pub observations: u64,
+    pub duplicates: u64,
+    pub unknown: u64,
+    pub events: u64,
+}
+
+/// The collector.
+#[derive(Debug)]
+pub struct Collector<B> {
+    store: Store,
+    bus: Arc<B>,
+    rules: Rules,
+    config: CollectorConfig,
+}
+
+/// Outbox events published per round at most.
+const OUTBOX_BATCH: usize = 1000;
+
+impl<B: Bus> Collector<B> {
+    pub fn new(store: Store, bus: Arc<B>, rules: Rules, config: CollectorConfig) -> Self {
+        Self {
+            store,
+            bus,
+            rules,
+            config,
+        }
+    }
+
+    /// Writes one batch of deliveries and settles them: acknowledged once
+    /// written, dead-lettered when they name a URL the store does not know,
+    /// requeued when the write failed.
+    pub async fn collect(&self, batch: Vec<Delivery<Observation>>) -> Result<Totals, CollectError> {
+        let observations: Vec<Observation> = batch
+            .iter()
+            .map(|delivery| delivery.message.clone())
+            .collect();
+        let applied = match self
+            .store
+            .apply_observations(&observations, Utc::now(), &self.rules)
+            .await
+        {
+            Ok(applied) => applied,
+            Err(e) => {
+                for delivery in batch {
+                    delivery.reject(Reject::Requeue).await?;
+                }
+                return Err(e.into());
+            }
+        };
+        for delivery in batch {
+            if applied.unknown_url.contains(&delivery.message.job_id) {
+                tracing::error!(
+                    job_id = %delivery.message.job_id,
+                    url_id = delivery.message.url_id,
+                    "observation for a URL the store does not know; dead-lettered"
+                );
+                delivery.reject(Reject::DeadLetter).await?;
+            } else {
+                delivery.ack().await?;
+            }
+        }
+        Ok(Totals {
+            observations: applied.new as u64,
+            duplicates: applied.duplicates as u64,
+            unknown: applied.unknown_url.len() as u64,
+            events: applied.events.len() as u64,
+        })
+    }
+
+    /// Publishes what waits in the outbox, then marks it published. An event
+    /// may be published twice if the process dies in between: downstream
+    /// consumers are idempotent (DESIGN.md).
+    pub async fn publish_outbox(&self) -> Result<usize, CollectError> {
+        let mut published = 0;
+        loop {
+            let pending = self.store.unpublished_events(OUTBOX_BATCH).await?;
+            if pending.is_empty() {
+                return Ok(published);
+            }
+            let (ids, events): (Vec<i64>, Vec<_>) = pending.into_iter().unzip();
+            self.bus.publish_events(events).await?;
+            self.store.mark_published(&ids).await?;
+            published += ids.len();
+        }
+    }
+
+    /// Collects until `shutdown`, then drains: keeps collecting until the bus
+    /// has no more observations (the caller stops the producers first and
+    /// closes the observation flow).
+    pub async fn run(
+        self,
+        shutdown: CancellationToken,
+        totals: Option<tokio::sync::watch::Sender<Totals>>,
+    ) -> Result<(), CollectError> {
+        let mut sum = Totals::default();
+        loop {
+            let batch = self
+                .bus
+                .next_observations(self.config.batch, self.config.linger)
+                .await;
+            if batch.is_empty() {
+                // The flow is closed and drained.
+                self.publish_outbox().await?;
+                return Ok(());
+            }
+            match self.collect(batch).await {
+                Ok(done) => {
+                    sum.observations += done.observations;
+                    sum.duplicates += done.duplicates;
+                    sum.unknown += done.unknown;
+                    sum.events += done.events;
+                    if let Some(totals) = &totals {
+                        totals.send_replace(sum);
+                    }
+                }
+                Err(e) if shutdown.is_cancelled() => return Err(e),
+                Err(e) => {
+                    tracing::error!(error = %tdmon_core::error_chain(&e), "collecting failed; the batch is requeued");
+                    tokio::select! {
+                        () = shutdown.cancelled() => {}
+                        () = tokio::time::sleep(self.config.retry_delay) => {}
+                    }
+                }
+            }
+            if let Err(e) = self.publish_outbox().await {
+                tracing::error!(error = %tdmon_core::error_chain(&e), "publishing events failed; they stay in the outbox");
+            }
+        }
+    }
+}

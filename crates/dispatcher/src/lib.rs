@@ -1,0 +1,155 @@
+//! The dispatcher role: every tick it leases the URLs whose next check is due
+//! and publishes one check job for each (DESIGN.md "Roles and flow").
+//!
+//! - Leases make delivery safe: a job lost anywhere (a crashed worker, a
+//!   dropped message) leaves its URL leased until the lease runs out, and then
+//!   the URL is due again and dispatched again.
+//! - Politeness is per host and enforced here, so it holds however many
+//!   workers run: the URLs of a host over its rate stay leased until the host
+//!   has room again, so they neither flood it nor crowd out other hosts.
+//! - Jobs carry an expiry; a worker drops a job that arrives later than that,
+//!   because a stale check would date a takedown wrongly.
+//! - Dispatching pauses while the checks queue is above its high-water mark.
+
+mod config;
+mod politeness;
+
+use std::sync::Arc;
+
+use chrono::{TimeDelta, Utc};
+use tdmon_bus::{Bus, BusError};
+use tdmon_core::CheckJob;
+use tdmon_core::message::SchemaV1;
+use tdmon_store::{Store, StoreError};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+pub use config::{ConfigError, DispatcherConfig, DispatcherSettings};
+use politeness::Politeness;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DispatchError {
+    #[error("the store failed")]
+    Store(#[from] StoreError),
+    #[error("the bus failed")]
+    Bus(#[from] BusError),
+}
+
+/// What one tick did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Tick {
+    /// Jobs published.
+    pub dispatched: usize,
+    /// Due URLs held back for per-host politeness: they stay leased until
+    /// their host has room.
+    pub held_back: usize,
+    /// The checks queue was above its high-water mark: nothing was leased.
+    pub paused: bool,
+}
+
+/// The dispatcher: state that lives across ticks (the per-host limiter).
+#[derive(Debug)]
+pub struct Dispatcher<B> {
+    store: Store,
+    bus: Arc<B>,
+    settings: DispatcherSettings,
+    politeness: Politeness,
+}
+
+impl<B: Bus> Dispatcher<B> {
+    pub fn new(store: Store, bus: Arc<B>, settings: DispatcherSettings) -> Self {
+        let politeness = Politeness::new(settings.per_host_interval, settings.per_host_burst);
+        Self {
+            store,
+            bus,
+            settings,
+            politeness,
+        }
+    }
+
+    /// One round: lease what is due (as much as the queue has room for),
+    /// publish jobs for the hosts under their rate, give the rest back.
+    pub async fn tick(&self) -> Result<Tick, DispatchError> {
+        let waiting = self.bus.jobs_waiting().await?;
+        let room = self.settings.high_water.saturating_sub(waiting);
+        if room == 0 {
+            return Ok(Tick {
+                paused: true,
+                ..Tick::default()
+            });
+        }
+        let now = Utc::now();
+        let due = self
+            .store
+            .lease_due(now, room.min(self.settings.batch), self.settings.lease)
+            .await?;
+        let expires_at = now + TimeDelta::from_std(self.settings.job_ttl).unwrap_or(TimeDelta::MAX);
+        let (jobs, held_back) = self.politeness.sort(due, |url| &url.host);
+        if !held_back.is_empty() {
+            // Keep them leased until their host has room again, so the next
+            // ticks lease other hosts' URLs instead.
+            let holds: Vec<_> = held_back
+                .iter()
+                .map(|(url, wait)| {
+                    (
+                        url.url_id,
+                        now + TimeDelta::from_std(*wait).unwrap_or(TimeDelta::MAX),
+                    )
+                })
+                .collect();
+            self.store.hold(&holds).await?;
+        }
+        let jobs: Vec<CheckJob> = jobs
+            .into_iter()
+            .map(|url| CheckJob {
+                schema: SchemaV1,
+                job_id: Uuid::now_v7(),
+                url_id: url.url_id,
+                url: url.url,
+                purpose: url.purpose,
+                due_at: url.due_at,
+                expires_at,
+                baseline: url.baseline,
+            })
+            .collect();
+        let dispatched = jobs.len();
+        if dispatched > 0 {
+            self.bus.publish_jobs(jobs).await?;
+        }
+        Ok(Tick {
+            dispatched,
+            held_back: held_back.len(),
+            paused: false,
+        })
+    }
+
+    /// Ticks until `shutdown`; a full batch is followed at once by another.
+    /// A failing store or bus is logged and retried on the next tick: the
+    /// leases make a half-done tick harmless.
+    pub async fn run(self, shutdown: CancellationToken) -> Result<(), DispatchError> {
+        let mut evict = tokio::time::interval(self.settings.evict_interval);
+        evict.tick().await;
+        loop {
+            let pause = match self.tick().await {
+                Ok(tick) if tick.dispatched >= self.settings.batch => {
+                    tokio::task::yield_now().await;
+                    None
+                }
+                Ok(_) => Some(self.settings.tick),
+                Err(e) => {
+                    tracing::error!(error = %tdmon_core::error_chain(&e), "dispatch failed; retrying");
+                    Some(self.settings.tick)
+                }
+            };
+            if let Some(pause) = pause {
+                tokio::select! {
+                    () = shutdown.cancelled() => return Ok(()),
+                    () = tokio::time::sleep(pause) => {}
+                    _ = evict.tick() => self.politeness.evict(),
+                }
+            } else if shutdown.is_cancelled() {
+                return Ok(());
+            }
+        }
+    }
+}

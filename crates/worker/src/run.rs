@@ -1,0 +1,72 @@
+//! The worker role: consumes check jobs from the bus, checks each with the
+//! [`Checker`], publishes one observation, and only then acknowledges the job
+//! (DESIGN.md "Roles and flow"). Checks run concurrently up to the worker's
+//! `max_in_flight`; a job taken from the bus always has a free slot, so the
+//! bus's prefetch is what waits, not this process's memory.
+
+use std::sync::Arc;
+
+use chrono::Utc;
+use tdmon_bus::{Bus, BusError, Reject};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::Checker;
+
+/// Runs until `shutdown`, then finishes (and publishes) the checks in flight.
+/// Jobs past their expiry are acknowledged without a check: the dispatcher
+/// queues their URLs again when the lease runs out.
+pub async fn run<B: Bus>(
+    checker: Arc<Checker>,
+    bus: Arc<B>,
+    shutdown: CancellationToken,
+) -> Result<(), BusError> {
+    let slots = Arc::new(Semaphore::new(checker.settings().max_in_flight()));
+    let checks = TaskTracker::new();
+    loop {
+        let slot = tokio::select! {
+            () = shutdown.cancelled() => break,
+            slot = Arc::clone(&slots).acquire_owned() => slot.expect("the semaphore is never closed"),
+        };
+        let delivery = tokio::select! {
+            () = shutdown.cancelled() => break,
+            delivery = bus.next_job() => match delivery {
+                Some(delivery) => delivery,
+                None => break,
+            },
+        };
+        if delivery.message.expires_at < Utc::now() {
+            tracing::warn!(
+                job_id = %delivery.message.job_id,
+                url_id = delivery.message.url_id,
+                expired_at = %delivery.message.expires_at,
+                "job expired before it could start; dropped"
+            );
+            delivery.ack().await?;
+            continue;
+        }
+        let checker = Arc::clone(&checker);
+        let bus = Arc::clone(&bus);
+        checks.spawn(async move {
+            let job = &delivery.message;
+            let observation = checker
+                .check_against(job, job.baseline.as_deref())
+                .await;
+            let settled = match bus.publish_observation(observation).await {
+                Ok(()) => delivery.ack().await,
+                Err(e) => {
+                    tracing::error!(error = %tdmon_core::error_chain(&e), job_id = %delivery.message.job_id, "cannot publish the observation; job requeued");
+                    delivery.reject(Reject::Requeue).await
+                }
+            };
+            if let Err(e) = settled {
+                tracing::error!(error = %e, "cannot settle a job; its lease will bring it back");
+            }
+            drop(slot);
+        });
+    }
+    checks.close();
+    checks.wait().await;
+    Ok(())
+}
