@@ -9,7 +9,13 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 #[command(name = "tdmon", version, about, long_about = None)]
 pub struct Cli {
     /// Configuration file (TOML); settings not in it keep their defaults.
-    #[arg(long, short = 'c', global = true, env = "TDMON_CONFIG", value_name = "FILE")]
+    #[arg(
+        long,
+        short = 'c',
+        global = true,
+        env = "TDMON_CONFIG",
+        value_name = "FILE"
+    )]
     pub config: Option<PathBuf>,
 
     /// Override one setting, e.g. `--set schedule.horizon=30d`; wins over the
@@ -30,17 +36,18 @@ pub enum Command {
     #[command(subcommand)]
     Config(ConfigCommand),
     /// Check URLs once and print one observation per URL.
-    Check,
+    Check(CheckArgs),
     /// Run the simulated hosting network (for tests, demos and benchmarks).
-    Simnet,
+    #[command(subcommand)]
+    Simnet(SimnetCommand),
     /// Run every role in one process on a SQLite file (the embedded monitor).
-    Run,
+    Run(RunArgs),
     /// Add notices to the store, also while `tdmon run` is running.
-    Notify,
+    Notify(NotifyArgs),
     /// Print monitored URLs by state and the next due time.
-    Status,
+    Status(StoreArgs),
     /// A first minute with tdmon: monitor the simulated network and compare with its truth.
-    Demo,
+    Demo(DemoArgs),
     /// Run the dispatcher role (distributed deployment).
     Dispatcher,
     /// Run a worker (distributed deployment).
@@ -87,4 +94,90 @@ pub enum ReportFormat {
 pub enum ConfigCommand {
     /// Print the effective configuration (defaults < file < environment < --set) as TOML.
     Show,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SimnetCommand {
+    /// Start the simulated network of a scenario file, print its DNS address,
+    /// URLs, ASN database and allowed CIDRs, and serve until Ctrl-C or SIGTERM.
+    Serve(SimnetServeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SimnetServeArgs {
+    /// The scenario (TOML), e.g. config/scenarios/sample.toml.
+    #[arg(long, value_name = "FILE")]
+    pub scenario: PathBuf,
+    /// Where to write the generated ASN database; a temporary file by default.
+    #[arg(long, value_name = "FILE")]
+    pub asn_db: Option<PathBuf>,
+    /// Also write the CA certificate of the HTTPS servers (PEM) here.
+    #[arg(long, value_name = "FILE")]
+    pub ca_cert: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// URLs to check (http or https).
+    #[arg(value_name = "URL")]
+    pub urls: Vec<String>,
+    /// Also check the URLs in FILE, one per line; blank lines and lines
+    /// starting with `#` are skipped. `-` reads standard input.
+    #[arg(long, short = 'i', value_name = "FILE")]
+    pub input: Option<PathBuf>,
+    /// How to print the observations.
+    #[arg(long, value_enum, default_value_t = CheckFormat::Jsonl)]
+    pub format: CheckFormat,
+    /// Checks in flight at once; by default `worker.limits.max_in_flight`.
+    #[arg(long, value_name = "N")]
+    pub concurrency: Option<std::num::NonZeroUsize>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CheckFormat {
+    /// One observation per line as JSON (the message format), in input order.
+    Jsonl,
+    /// A table for people.
+    Table,
+}
+
+#[derive(Debug, Args)]
+pub struct StoreArgs {
+    /// The SQLite file of the embedded monitor; sets `store.url` to `sqlite://PATH`.
+    #[arg(long, value_name = "PATH")]
+    pub db: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Notices to add before monitoring starts (CSV or JSON Lines); rejected
+    /// lines are reported and the valid ones are monitored.
+    #[arg(long, value_name = "FILE")]
+    pub notices: Option<PathBuf>,
+    /// The notice file's format; by default taken from its extension.
+    #[arg(long, value_enum)]
+    pub input_format: Option<InputFormat>,
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// Stop once no URL has a check left (every one has expired).
+    #[arg(long)]
+    pub exit_when_done: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct NotifyArgs {
+    /// The notice file (CSV or JSON Lines).
+    pub file: PathBuf,
+    /// The file's format; by default taken from its extension.
+    #[arg(long, value_enum)]
+    pub input_format: Option<InputFormat>,
+    #[command(flatten)]
+    pub store: StoreArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Where to keep the notices, the store, the summary and the ground truth.
+    #[arg(long, value_name = "DIR", default_value = "tdmon-demo")]
+    pub out: PathBuf,
 }

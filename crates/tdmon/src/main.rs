@@ -10,6 +10,7 @@
 mod cli;
 mod commands;
 mod config;
+mod embedded;
 
 use std::process::ExitCode;
 
@@ -53,11 +54,16 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Notices(command) => commands::notices::run(command),
         Command::Config(command) => commands::config::run(command, &config),
-        Command::Check => not_built("check"),
-        Command::Simnet => not_built("simnet"),
-        Command::Run | Command::Notify | Command::Status | Command::Demo => {
-            not_built("the embedded monitor")
-        }
+        Command::Check(args) => commands::check::run(
+            args,
+            config.worker.clone(),
+            config.measurement.verdicts.clone(),
+        ),
+        Command::Simnet(command) => commands::simnet::run(command),
+        Command::Run(args) => commands::run::run(args, &config),
+        Command::Notify(args) => commands::run::notify(args, &config),
+        Command::Status(args) => commands::run::status(args, &config),
+        Command::Demo(args) => commands::demo::run(args, cli.config.as_deref(), &cli.overrides),
         Command::Dispatcher | Command::Worker | Command::Collector => {
             not_built("the distributed deployment")
         }

@@ -1,4 +1,8 @@
 //! One module per subcommand; each returns the exit status it ends with.
 
+pub(crate) mod check;
 pub(crate) mod config;
+pub(crate) mod demo;
 pub(crate) mod notices;
+pub(crate) mod run;
+pub(crate) mod simnet;

@@ -73,14 +73,39 @@ fn validate(args: &ValidateArgs) -> anyhow::Result<Exit> {
 }
 
 fn input_format(args: &ValidateArgs) -> Option<NoticeFormat> {
-    match args.input_format {
+    format_of(&args.file, args.input_format)
+}
+
+fn format_of(file: &Path, flag: Option<InputFormat>) -> Option<NoticeFormat> {
+    match flag {
         Some(InputFormat::Csv) => Some(NoticeFormat::Csv),
         Some(InputFormat::Jsonl) => Some(NoticeFormat::Jsonl),
-        None => Path::new(&args.file)
+        None => file
             .extension()
             .and_then(|ext| ext.to_str())
             .and_then(NoticeFormat::from_extension),
     }
+}
+
+/// Loads a notice file for `tdmon notify` and `tdmon run`: every problem is
+/// reported on stderr, as `validate` would print it, and the valid notices
+/// are returned. An unusable file (format, header) is an error.
+pub(crate) fn load_reporting(file: &Path, flag: Option<InputFormat>) -> anyhow::Result<NoticeLoad> {
+    let format = format_of(file, flag).with_context(|| {
+        format!(
+            "cannot tell the format of {} from its extension (.csv, .jsonl or .ndjson); \
+             pass --input-format csv or --input-format jsonl",
+            file.display()
+        )
+    })?;
+    let bytes = std::fs::read(file)
+        .with_context(|| format!("cannot read notice file {}", file.display()))?;
+    let load =
+        notice::parse(format, &bytes).with_context(|| format!("{}: not loaded", file.display()))?;
+    if !load.is_clean() || !load.warnings.is_empty() {
+        eprint!("{}", Report::new(file.display().to_string(), &load).text());
+    }
+    Ok(load)
 }
 
 /// The report, in the shape of the JSON output.
