@@ -353,8 +353,19 @@ fn answered(observation: &Observation) -> DateTime<Utc> {
     observation.started_at + TimeDelta::milliseconds(duration.min(86_400_000))
 }
 
-/// The next check for a state that has just taken in a check at `at`.
+/// The next check for a state that has just taken in a check at `at`. Never
+/// sooner than `recheck_delay` after it: a check that ran late is not
+/// followed at once by the next slot, and two checks of a URL are always
+/// that far apart, however the plan comes out.
 fn plan_next(state: &UrlState, at: DateTime<Utc>, rules: &Rules) -> NextCheck {
+    let planned = plan(state, at, rules);
+    NextCheck {
+        at: planned.at.max(at + rules.confirmation.recheck_delay),
+        ..planned
+    }
+}
+
+fn plan(state: &UrlState, at: DateTime<Utc>, rules: &Rules) -> NextCheck {
     let schedule = &rules.schedule;
     let rule = &rules.confirmation;
     let notified_at = state.subject.notified_at;
@@ -382,7 +393,7 @@ fn plan_next(state: &UrlState, at: DateTime<Utc>, rules: &Rules) -> NextCheck {
         regular.min(run.first + rule.inconclusive_limit)
     };
     NextCheck {
-        at: confirm_at.max(at + TimeDelta::seconds(1)),
+        at: confirm_at,
         purpose: Purpose::Confirm,
     }
 }
