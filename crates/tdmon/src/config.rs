@@ -26,12 +26,16 @@ const SECTION_KEYS: [&str; 4] = ["store", "dispatcher", "collector", "worker"];
 pub(crate) struct StoreConfig {
     /// `sqlite://PATH` (embedded) or `postgres://USER@HOST/DB` (distributed).
     pub(crate) url: String,
+    /// PostgreSQL only: keep the tables in this schema (created if missing).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) schema: Option<String>,
 }
 
 impl Default for StoreConfig {
     fn default() -> Self {
         Self {
             url: "sqlite://tdmon.db".to_owned(),
+            schema: None,
         }
     }
 }

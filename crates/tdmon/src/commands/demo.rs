@@ -25,7 +25,6 @@ use tdmon_core::state::UrlState;
 use tdmon_simnet::{
     Behaviour, ContentKind, Hoster, Scenario, SimNet, SimNetOptions, UrlSpec, UrlTruth,
 };
-use tdmon_store::Store;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use toml::{Table, Value};
@@ -87,7 +86,7 @@ async fn demo(out: PathBuf, file: Option<&Path>, overrides: &[String]) -> anyhow
         out.display()
     );
 
-    let store = Store::open(&config.store.url).await?;
+    let store = super::run::open(&config.store.url, &config).await?;
     let load = super::notices::load_reporting(&notices, None)?;
     let accepted: Vec<_> = load.accepted.into_iter().map(|(_, n)| n).collect();
     store.add_notices(&accepted, net.notice_time()).await?;
@@ -110,7 +109,7 @@ async fn demo(out: PathBuf, file: Option<&Path>, overrides: &[String]) -> anyhow
     stopper.abort();
     let _ = progress.await;
 
-    let store = Store::open(&config.store.url).await?;
+    let store = super::run::open(&config.store.url, &config).await?;
     let states = store.all_states().await?;
     store.close().await;
     let truth = net.truth();
@@ -186,6 +185,11 @@ fn scenario() -> Scenario {
                 from: hours(3.0),
                 until: hours(3.4),
                 status: 503,
+            },
+            // DNS that stops answering for a while: timeouts, no takedown.
+            4 | 5 => Behaviour::DnsNoAnswer {
+                from: hours(3.0),
+                until: Some(hours(3.4)),
             },
             _ => Behaviour::Never,
         };

@@ -23,7 +23,7 @@ pub(crate) fn run(args: RunArgs, config: &Config) -> anyhow::Result<Exit> {
     runtime.block_on(async {
         let url = store_url(&args.store, config);
         let _lock = lock_sqlite(&url)?;
-        let store = open(&url).await?;
+        let store = open(&url, config).await?;
         let mut exit = Exit::Success;
         if let Some(file) = &args.notices {
             exit = add_notices(&store, file, args.input_format).await?;
@@ -47,7 +47,7 @@ pub(crate) fn run(args: RunArgs, config: &Config) -> anyhow::Result<Exit> {
             let _ = progress.await;
         }
         result?;
-        let reopened = open(&url).await?;
+        let reopened = open(&url, config).await?;
         eprintln!("{}", status_line(&reopened.status(Utc::now()).await?));
         reopened.close().await;
         Ok(exit)
@@ -57,7 +57,7 @@ pub(crate) fn run(args: RunArgs, config: &Config) -> anyhow::Result<Exit> {
 pub(crate) fn notify(args: NotifyArgs, config: &Config) -> anyhow::Result<Exit> {
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(async {
-        let store = open(&store_url(&args.store, config)).await?;
+        let store = open(&store_url(&args.store, config), config).await?;
         let exit = add_notices(&store, &args.file, args.input_format).await?;
         store.close().await;
         Ok(exit)
@@ -67,7 +67,7 @@ pub(crate) fn notify(args: NotifyArgs, config: &Config) -> anyhow::Result<Exit> 
 pub(crate) fn status(args: StoreArgs, config: &Config) -> anyhow::Result<Exit> {
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(async {
-        let store = open(&store_url(&args, config)).await?;
+        let store = open(&store_url(&args, config), config).await?;
         let status = store.status(Utc::now()).await?;
         store.close().await;
         println!("store: {}", store.url());
@@ -94,8 +94,11 @@ fn store_url(args: &StoreArgs, config: &Config) -> String {
     }
 }
 
-async fn open(url: &str) -> anyhow::Result<Store> {
-    Store::open(url)
+pub(crate) async fn open(url: &str, config: &Config) -> anyhow::Result<Store> {
+    let options = tdmon_store::StoreOptions {
+        schema: config.store.schema.clone(),
+    };
+    Store::open_with(url, &options)
         .await
         .with_context(|| format!("cannot open the store {}", tdmon_store::mask_url(url)))
 }

@@ -1,0 +1,565 @@
+//! The embedded monitor end to end: the built `tdmon` binary monitors the
+//! simulated network on a compressed schedule (one simulated hour per real
+//! second), on SQLite and on the real PostgreSQL, and what it stored is
+//! compared with the network's ground truth.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use tdmon_core::state::{Phase, UrlState};
+use tdmon_simnet::{
+    Behaviour, ContentKind, Hoster, Scenario, SimNet, SimNetOptions, UrlSpec, UrlTruth,
+};
+use tdmon_store::{Store, StoreOptions};
+
+const TIME_SCALE: f64 = 3600.0;
+
+fn hours(h: f64) -> Duration {
+    Duration::from_secs_f64(h * 3600.0)
+}
+
+/// Twenty URLs with known fates, one host name each.
+fn scenario() -> Scenario {
+    let mut scenario = Scenario::new(TIME_SCALE)
+        .hoster(Hoster::new(
+            "Alpha",
+            64520,
+            "Alpha Hosting B.V.",
+            "127.40.0.0/24",
+            2,
+        ))
+        .hoster(Hoster::new(
+            "Beta",
+            64521,
+            "Beta Networks Ltd",
+            "127.41.0.0/24",
+            2,
+        ));
+    let behaviours = [
+        Behaviour::Removed {
+            at: hours(1.3),
+            status: 404,
+        },
+        Behaviour::Removed {
+            at: hours(3.7),
+            status: 410,
+        },
+        Behaviour::Removed {
+            at: hours(6.2),
+            status: 404,
+        },
+        Behaviour::Removed {
+            at: hours(9.5),
+            status: 451,
+        },
+        Behaviour::Removed {
+            at: hours(13.1),
+            status: 404,
+        },
+        Behaviour::Removed {
+            at: hours(17.8),
+            status: 404,
+        },
+        Behaviour::AlreadyRemoved { status: 404 },
+        Behaviour::DnsRemoval { at: hours(2.4) },
+        Behaviour::DnsRemoval { at: hours(11.6) },
+        Behaviour::RedirectHome {
+            at: hours(5.1),
+            status: 302,
+        },
+        Behaviour::Flapping {
+            down_at: hours(2.2),
+            up_at: hours(9.0),
+            status: 404,
+        },
+        Behaviour::ServerErrors {
+            from: hours(2.0),
+            until: hours(2.4),
+            status: 503,
+        },
+        Behaviour::DnsNoAnswer {
+            from: hours(4.0),
+            until: Some(hours(4.3)),
+        },
+        // Answers slowly (a byte every 20 ms): a check of it is in flight
+        // for seconds, so a kill always catches one.
+        Behaviour::SlowDrip {
+            pause: Duration::from_millis(20),
+        },
+        Behaviour::Never,
+    ];
+    for (i, behaviour) in behaviours.into_iter().enumerate() {
+        let hoster = if i % 2 == 0 { "Alpha" } else { "Beta" };
+        scenario = scenario.url(
+            UrlSpec::new(&format!("h{i}.e2e"), &format!("/p/{i}.html"), hoster)
+                .behaviour(behaviour),
+        );
+    }
+    for (i, at) in [(20, 1.8), (21, 7.3), (22, 15.2)] {
+        scenario = scenario.url(
+            UrlSpec::new(&format!("h{i}.e2e"), &format!("/img/{i}.jpg"), "Alpha")
+                .kind(ContentKind::Image)
+                .behaviour(Behaviour::SoftRemoval { at: hours(at) }),
+        );
+    }
+    scenario.url(UrlSpec::new("h30.e2e", "/moving.html", "Alpha").moves_to("Beta", hours(4.0)))
+}
+
+/// A store for one test: a SQLite file, or a fresh PostgreSQL schema that is
+/// dropped when the test ends.
+struct TestStore {
+    url: String,
+    schema: Option<String>,
+}
+
+impl TestStore {
+    fn sqlite(dir: &Path) -> Self {
+        Self {
+            url: format!("sqlite://{}", dir.join("tdmon.db").display()),
+            schema: None,
+        }
+    }
+
+    fn postgres() -> Self {
+        let url = std::env::var("TDMON_TEST_POSTGRES")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned());
+        let schema = format!("tdmon_e2e_{}", uuid::Uuid::new_v4().simple());
+        Self {
+            url,
+            schema: Some(schema),
+        }
+    }
+
+    async fn open(&self) -> Store {
+        let options = StoreOptions {
+            schema: self.schema.clone(),
+        };
+        Store::open_with(&self.url, &options)
+            .await
+            .expect("the store opens")
+    }
+}
+
+impl Drop for TestStore {
+    fn drop(&mut self) {
+        let Some(schema) = &self.schema else { return };
+        let status = Command::new("psql")
+            .args([self.url.as_str(), "-q", "-c"])
+            .arg(format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
+            .status();
+        if !status.is_ok_and(|s| s.success()) {
+            eprintln!("could not drop the test schema {schema}");
+        }
+    }
+}
+
+/// The configuration that points tdmon at the network, with the default
+/// schedule compressed like the network's clock.
+fn write_config(net: &SimNet, dir: &Path, store: &TestStore) -> PathBuf {
+    let ca = dir.join("ca.pem");
+    std::fs::write(&ca, net.ca_cert_pem()).unwrap();
+    let scale = |secs: f64| format!("\"{}ms\"", (secs * 1000.0 / TIME_SCALE).round() as u64);
+    let offsets: Vec<String> = [
+        0.0, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 12.0, 16.0, 20.0, 22.0, 23.0, 24.0, 25.0, 36.0, 48.0,
+    ]
+    .iter()
+    .map(|h| scale(h * 3600.0))
+    .collect();
+    let allow: Vec<String> = net
+        .allowed_cidrs()
+        .iter()
+        .map(|c| format!("\"{c}\""))
+        .collect();
+    let schema = store
+        .schema
+        .as_ref()
+        .map(|s| format!("schema = \"{s}\""))
+        .unwrap_or_default();
+    let config = format!(
+        r#"
+norms = [{day}]
+[schedule]
+offsets = [{offsets}]
+then_every = {day}
+horizon = {horizon}
+after_takedown = [{two_hours}, {eight_hours}]
+after_takedown_every = {day}
+[confirmation]
+min_span = {half_hour}
+recheck_delay = {quarter}
+inconclusive_limit = {day}
+[store]
+url = "{url}"
+{schema}
+[dispatcher]
+tick = "20ms"
+lease = "10m"
+job_ttl = "10s"
+per_host_interval = "1ms"
+per_host_burst = 100
+[collector]
+linger = "10ms"
+[worker]
+connect_timeout = "2s"
+total_timeout = "4s"
+extra_root_certs = [{ca:?}]
+[worker.resolver]
+nameservers = ["{dns}"]
+timeout = "500ms"
+attempts = 1
+max_ttl = "1ms"
+[worker.policy]
+allow = [{allow}]
+[worker.limits]
+checks_per_second = 2000
+per_ip_interval = "1ms"
+per_ip_burst = 500
+per_ip_concurrency = 32
+[worker.attribution]
+asn_db = {asn_db:?}
+"#,
+        day = scale(86_400.0),
+        horizon = scale(90.0 * 86_400.0),
+        quarter = scale(900.0),
+        two_hours = scale(7200.0),
+        eight_hours = scale(28_800.0),
+        half_hour = scale(1800.0),
+        offsets = offsets.join(", "),
+        url = store.url,
+        ca = ca.display().to_string(),
+        dns = net.dns_addr(),
+        allow = allow.join(", "),
+        asn_db = net.asn_db_path().display().to_string(),
+    );
+    let path = dir.join("tdmon.toml");
+    std::fs::write(&path, config).unwrap();
+    path
+}
+
+fn write_notices(net: &SimNet, dir: &Path) -> PathBuf {
+    let at = net
+        .notice_time()
+        .to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+    let mut csv = String::from("url,notified_at,notice_id\n");
+    for (i, url) in net.urls().iter().enumerate() {
+        csv.push_str(&format!("{url},{at},E2E-{i}\n"));
+    }
+    let path = dir.join("notices.csv");
+    std::fs::write(&path, csv).unwrap();
+    path
+}
+
+fn tdmon(config: &Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_tdmon"));
+    for (key, _) in std::env::vars() {
+        if key.starts_with("TDMON_") {
+            command.env_remove(key);
+        }
+    }
+    command.arg("--config").arg(config);
+    command
+}
+
+fn spawn_run(config: &Path, notices: &Path) -> Child {
+    tdmon(config)
+        .args(["run", "--notices"])
+        .arg(notices)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("tdmon run starts")
+}
+
+fn signal(child: &Child, name: &str) {
+    let status = Command::new("kill")
+        .args([format!("-{name}"), child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success(), "kill -{name}");
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// The first takedown of every URL with a true one holds the true moment;
+/// no takedown where the content never went.
+fn assert_brackets_hold(states: &[UrlState], truth: &[UrlTruth], watched_until: DateTime<Utc>) {
+    for t in truth {
+        let state = states
+            .iter()
+            .find(|s| s.subject.url == t.url)
+            .unwrap_or_else(|| panic!("{} is monitored", t.url));
+        match (state.first_takedown, t.went_down) {
+            _ if t.already_removed => {
+                assert!(state.already_offline, "{}: already offline", t.url);
+            }
+            (Some(takedown), Some(down)) => {
+                let lo = takedown
+                    .bracket
+                    .last_online
+                    .unwrap_or(state.subject.notified_at);
+                assert!(
+                    lo < down && down <= takedown.bracket.first_offline,
+                    "{}: true takedown {down} outside ({lo}, {}]",
+                    t.url,
+                    takedown.bracket.first_offline
+                );
+            }
+            (Some(takedown), None) => panic!("{}: false takedown {takedown:?}", t.url),
+            (None, Some(down)) => assert!(
+                down > watched_until,
+                "{}: went down at {down}, not found (state {:?})",
+                t.url,
+                state.phase
+            ),
+            (None, None) => {}
+        }
+    }
+}
+
+/// Monitors the scenario, is killed mid-run, is started again and stopped
+/// with SIGTERM; then checks what was stored against the truth.
+async fn kill_and_resume(store: TestStore) {
+    let dir = tempfile::tempdir().unwrap();
+    let net = SimNet::start(
+        scenario(),
+        SimNetOptions::default().asn_db(dir.path().join("asn.mmdb")),
+    )
+    .await
+    .unwrap();
+    let config = write_config(&net, dir.path(), &store);
+    let notices = write_notices(&net, dir.path());
+
+    let first = spawn_run(&config, &notices);
+    // Five simulated hours in: the slow URL's 4h check is in flight.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    signal(&first, "KILL");
+    let killed = first.wait_with_output().unwrap();
+    assert!(!killed.status.success(), "killed mid-run");
+
+    let second = spawn_run(&config, &notices);
+    tokio::time::sleep(Duration::from_secs(19)).await;
+    signal(&second, "TERM");
+    let stopped = second.wait_with_output().unwrap();
+    let watched_until = Utc::now() - TimeDelta::seconds(2);
+    let log = stderr(&stopped);
+    assert!(stopped.status.success(), "a clean stop on SIGTERM:\n{log}");
+    assert!(
+        log.contains("0 notices added"),
+        "the second run adds nothing twice:\n{log}"
+    );
+
+    let truth = net.truth();
+    let db = store.open().await;
+    let states = db.all_states().await.unwrap();
+    let status = db.status(Utc::now()).await.unwrap();
+    assert_eq!(states.len(), truth.len(), "every notice stored once");
+    assert_eq!(status.leased, 0, "the clean stop gave every lease back");
+    assert_brackets_hold(&states, &truth, watched_until);
+
+    for state in &states {
+        let observations = db.observations(state.subject.url_id).await.unwrap();
+        assert_eq!(
+            observations.len() as u32,
+            state.checks,
+            "{}: every stored check was applied once",
+            state.subject.url
+        );
+        // A repeated check would sit right beside the one it repeats: the
+        // compressed schedule never plans two within 250 ms.
+        for pair in observations.windows(2) {
+            let gap = pair[1].started_at - pair[0].started_at;
+            assert!(
+                gap >= TimeDelta::milliseconds(240),
+                "{}: checks {gap} apart at {}",
+                state.subject.url,
+                pair[1].started_at
+            );
+        }
+        // Nothing lost: no URL is left overdue (a lost job would leave its URL
+        // leased and unchecked).
+        let overdue = state.next_check.filter(|next| next.at < watched_until);
+        assert!(
+            overdue.is_none(),
+            "{}: overdue since {overdue:?}",
+            state.subject.url
+        );
+    }
+    let by_url = |path: &str| {
+        states
+            .iter()
+            .find(|s| s.subject.url.contains(path))
+            .unwrap_or_else(|| panic!("{path} is monitored"))
+    };
+    assert_eq!(
+        by_url("/p/10.html").reappearances,
+        1,
+        "the flapping URL came back"
+    );
+    assert!(
+        by_url("/img/21.jpg").first_takedown.is_some(),
+        "soft removal found"
+    );
+    assert!(
+        by_url("/p/7.html").first_takedown.is_some(),
+        "DNS takedown found"
+    );
+    let moved = by_url("/moving.html");
+    assert_eq!(moved.phase, Phase::Online);
+    assert_eq!(
+        moved
+            .current_hoster
+            .as_ref()
+            .and_then(|h| h.hoster.as_deref()),
+        Some("Beta Networks Ltd"),
+        "the move to another network is seen"
+    );
+    assert_eq!(
+        moved
+            .hoster_of_record
+            .as_ref()
+            .and_then(|h| h.hoster.as_deref()),
+        Some("Alpha Hosting B.V."),
+        "the hoster of record stays"
+    );
+    db.close().await;
+    net.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_mid_run_it_resumes_without_loss_or_repeats_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    kill_and_resume(TestStore::sqlite(dir.path())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_mid_run_it_resumes_without_loss_or_repeats_on_postgres() {
+    kill_and_resume(TestStore::postgres()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malformed_notice_file_is_reported_and_the_valid_lines_are_monitored() {
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = Scenario::new(TIME_SCALE)
+        .hoster(Hoster::new(
+            "Alpha",
+            64520,
+            "Alpha Hosting B.V.",
+            "127.42.0.0/24",
+            1,
+        ))
+        .url(UrlSpec::new("ok1.bad", "/a.html", "Alpha"))
+        .url(
+            UrlSpec::new("ok2.bad", "/b.html", "Alpha").behaviour(Behaviour::Removed {
+                at: hours(0.5),
+                status: 404,
+            }),
+        );
+    let net = SimNet::start(
+        scenario,
+        SimNetOptions::default().asn_db(dir.path().join("asn.mmdb")),
+    )
+    .await
+    .unwrap();
+    let store = TestStore::sqlite(dir.path());
+    let config = write_config(&net, dir.path(), &store);
+    let at = net.notice_time().to_rfc3339();
+    let urls = net.urls();
+    let notices = dir.path().join("notices.csv");
+    std::fs::write(
+        &notices,
+        format!(
+            "url,notified_at\n{},{at}\nftp://files.example/x,{at}\n{},yesterday\n{},{at}\n",
+            urls[0], urls[1], urls[1]
+        ),
+    )
+    .unwrap();
+
+    let output = tdmon(&config)
+        .args([
+            "--set",
+            "schedule.offsets=[\"0s\", \"500ms\", \"1s\"]",
+            "--set",
+            "schedule.horizon=3s",
+            "run",
+            "--exit-when-done",
+            "--notices",
+        ])
+        .arg(&notices)
+        .output()
+        .unwrap();
+    let log = stderr(&output);
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "rejected lines make the exit status 1:\n{log}"
+    );
+    assert!(
+        log.contains("line 3: url:"),
+        "the bad URL is reported by line:\n{log}"
+    );
+    assert!(
+        log.contains("line 4: notified_at:"),
+        "the bad time is reported by line:\n{log}"
+    );
+    assert!(log.contains("2 notices added"), "{log}");
+
+    let db = store.open().await;
+    let states = db.all_states().await.unwrap();
+    assert_eq!(states.len(), 2);
+    assert!(
+        states.iter().all(|s| s.phase == Phase::Expired),
+        "monitored to the end"
+    );
+    let removed = states.iter().find(|s| s.subject.url == urls[1]).unwrap();
+    assert!(
+        removed.first_takedown.is_some(),
+        "the valid lines are monitored"
+    );
+    db.close().await;
+    net.shutdown().await;
+}
+
+/// `tdmon demo`, the README's main command: a real measurement of the
+/// simulated network whose accuracy line shows every bracket holds the truth.
+#[test]
+fn the_demo_measures_the_simulated_network_and_holds_the_truth() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_tdmon"))
+        .args(["demo", "--out"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}\n{}", stderr(&output));
+    let accuracy = stdout
+        .lines()
+        .find(|line| line.starts_with("accuracy:"))
+        .unwrap_or_else(|| panic!("no accuracy line in:\n{stdout}"));
+    let held = accuracy
+        .split("for ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|ratio| ratio.split_once('/'))
+        .map(|(a, b)| (a.parse::<u32>().unwrap(), b.parse::<u32>().unwrap()))
+        .unwrap();
+    assert_eq!(held.0, held.1, "{accuracy}");
+    assert!(held.1 >= 90, "most takedowns are found: {accuracy}");
+    for clause in [
+        "0 false takedowns",
+        "0 missed",
+        "already offline 6/6",
+        "hoster changes 2/2",
+    ] {
+        assert!(accuracy.contains(clause), "{clause:?} in {accuracy}");
+    }
+    assert!(accuracy.contains("reappearances 12/12"), "{accuracy}");
+    assert!(
+        stdout.contains("Never Down Ltd"),
+        "the per-hoster table:\n{stdout}"
+    );
+    assert!(dir.path().join("tdmon.db").exists());
+}
