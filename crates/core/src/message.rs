@@ -200,6 +200,15 @@ pub struct Bracket {
     pub first_offline: DateTime<Utc>,
 }
 
+impl Bracket {
+    /// Whether `moment` lies in (last_online, first_offline]. A bracket with
+    /// no last online end (already offline at the first check) starts at
+    /// `notified_at`: the content was there when the notice was sent.
+    pub fn holds(&self, moment: DateTime<Utc>, notified_at: DateTime<Utc>) -> bool {
+        self.last_online.unwrap_or(notified_at) < moment && moment <= self.first_offline
+    }
+}
+
 /// A state change of a monitored URL, published by the collector.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Event {
@@ -222,6 +231,25 @@ pub struct Event {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_bracket_holds_what_lies_after_its_start_up_to_its_end() {
+        let at = |s: i64| DateTime::UNIX_EPOCH + chrono::TimeDelta::seconds(s);
+        let bracket = Bracket {
+            last_online: Some(at(10)),
+            first_offline: at(20),
+        };
+        assert!(!bracket.holds(at(10), at(0)));
+        assert!(bracket.holds(at(11), at(0)));
+        assert!(bracket.holds(at(20), at(0)));
+        assert!(!bracket.holds(at(21), at(0)));
+        let never_online = Bracket {
+            last_online: None,
+            ..bracket
+        };
+        assert!(never_online.holds(at(5), at(0)));
+        assert!(!never_online.holds(at(0), at(0)));
+    }
 
     #[test]
     fn schema_number_is_written_and_enforced() {

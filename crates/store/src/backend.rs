@@ -278,18 +278,32 @@ macro_rules! impl_store {
             }
 
             pub(crate) async fn release(&self, url_ids: &[UrlId]) -> Result<(), StoreError> {
-                if url_ids.is_empty() {
+                self.update_listed(
+                    "UPDATE urls SET lease_until = NULL WHERE url_id IN (",
+                    url_ids,
+                    "releasing leases",
+                )
+                .await
+            }
+
+            /// Runs `statement` (which ends in `IN (`) over `ids`, chunked to
+            /// the backend's bind limit, in one transaction.
+            async fn update_listed(
+                &self,
+                statement: &str,
+                ids: &[i64],
+                action: &'static str,
+            ) -> Result<(), StoreError> {
+                if ids.is_empty() {
                     return Ok(());
                 }
                 let mut tx = self
                     .writer
                     .begin_with(BEGIN_WRITE)
                     .await
-                    .map_err(StoreError::query("starting to release leases"))?;
-                for chunk in chunks_for(url_ids, 1) {
-                    let mut qb = QueryBuilder::<Db>::new(
-                        "UPDATE urls SET lease_until = NULL WHERE url_id IN (",
-                    );
+                    .map_err(StoreError::query(action))?;
+                for chunk in chunks_for(ids, 1) {
+                    let mut qb = QueryBuilder::<Db>::new(statement);
                     let mut list = qb.separated(", ");
                     for id in chunk {
                         list.push_bind(*id);
@@ -298,11 +312,9 @@ macro_rules! impl_store {
                     qb.build()
                         .execute(&mut *tx)
                         .await
-                        .map_err(StoreError::query("releasing leases"))?;
+                        .map_err(StoreError::query(action))?;
                 }
-                tx.commit()
-                    .await
-                    .map_err(StoreError::query("committing released leases"))
+                tx.commit().await.map_err(StoreError::query(action))
             }
 
             pub(crate) async fn hold(
@@ -527,31 +539,12 @@ macro_rules! impl_store {
             }
 
             pub(crate) async fn mark_published(&self, ids: &[i64]) -> Result<(), StoreError> {
-                if ids.is_empty() {
-                    return Ok(());
-                }
-                let mut tx = self
-                    .writer
-                    .begin_with(BEGIN_WRITE)
-                    .await
-                    .map_err(StoreError::query("starting to mark events published"))?;
-                for chunk in chunks_for(ids, 1) {
-                    let mut qb = QueryBuilder::<Db>::new(
-                        "UPDATE events SET published = TRUE WHERE event_id IN (",
-                    );
-                    let mut list = qb.separated(", ");
-                    for id in chunk {
-                        list.push_bind(*id);
-                    }
-                    qb.push(")");
-                    qb.build()
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(StoreError::query("marking events published"))?;
-                }
-                tx.commit()
-                    .await
-                    .map_err(StoreError::query("committing published events"))
+                self.update_listed(
+                    "UPDATE events SET published = TRUE WHERE event_id IN (",
+                    ids,
+                    "marking events published",
+                )
+                .await
             }
 
             pub(crate) async fn states(

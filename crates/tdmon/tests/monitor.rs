@@ -296,18 +296,12 @@ fn assert_brackets_hold(states: &[UrlState], truth: &[UrlTruth], watched_until: 
             _ if t.already_removed => {
                 assert!(state.already_offline, "{}: already offline", t.url);
             }
-            (Some(takedown), Some(down)) => {
-                let lo = takedown
-                    .bracket
-                    .last_online
-                    .unwrap_or(state.subject.notified_at);
-                assert!(
-                    lo < down && down <= takedown.bracket.first_offline,
-                    "{}: true takedown {down} outside ({lo}, {}]",
-                    t.url,
-                    takedown.bracket.first_offline
-                );
-            }
+            (Some(takedown), Some(down)) => assert!(
+                takedown.bracket.holds(down, state.subject.notified_at),
+                "{}: true takedown {down} outside {:?}",
+                t.url,
+                takedown.bracket
+            ),
             (Some(takedown), None) => panic!("{}: false takedown {takedown:?}", t.url),
             (None, Some(down)) => assert!(
                 down > watched_until,

@@ -458,19 +458,16 @@ fn accuracy(
         match (state.first_takedown, t.went_down) {
             (Some(takedown), Some(down)) => {
                 brackets += 1;
-                let lo = takedown
-                    .bracket
-                    .last_online
-                    .unwrap_or(state.subject.notified_at);
-                if lo < down && down <= takedown.bracket.first_offline {
+                let bracket = takedown.bracket;
+                if bracket.holds(down, state.subject.notified_at) {
                     held += 1;
                 } else {
                     problems.push(format!(
                         "{}: true takedown {} outside the bracket ({}, {}]",
                         t.url,
                         stamp(down),
-                        stamp(lo),
-                        stamp(takedown.bracket.first_offline)
+                        bracket.last_online.map_or("notice".into(), stamp),
+                        stamp(bracket.first_offline)
                     ));
                 }
             }
