@@ -149,7 +149,7 @@ async fn add_notices(
 
 async fn stop_on_signal(shutdown: CancellationToken) {
     wait_for_signal().await;
-    eprintln!("tdmon: stopping: finishing the checks in flight (again to exit at once)");
+    eprintln!("\ntdmon: stopping: finishing the checks in flight (again to exit at once)");
     shutdown.cancel();
     wait_for_signal().await;
     eprintln!("tdmon: exiting at once; unfinished checks will be redone");
