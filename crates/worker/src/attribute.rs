@@ -135,32 +135,17 @@ fn load(path: &Path) -> Result<Reader<Vec<u8>>, AsnDbError> {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use maxminddb_writer::Database;
-    use maxminddb_writer::paths::IpAddrWithMask;
-    use serde::Serialize;
+    use tdmon_simnet::{Hoster, Scenario};
 
-    #[derive(Serialize)]
-    struct AsnRecord<'a> {
-        autonomous_system_number: u32,
-        autonomous_system_organization: &'a str,
-    }
-
-    /// A GeoLite2-ASN style database over the given networks.
+    /// A GeoLite2-ASN style database over the given networks, written the
+    /// way the simulated network writes its own.
     pub(crate) fn asn_db(entries: &[(&str, u32, &str)]) -> Vec<u8> {
-        let mut db = Database::default();
-        db.metadata.database_type = "GeoLite2-ASN".into();
-        db.metadata.binary_format_major_version = 2;
-        db.metadata.languages = vec!["en".into()];
-        for &(cidr, asn, org) in entries {
-            let data = db
-                .insert_value(AsnRecord {
-                    autonomous_system_number: asn,
-                    autonomous_system_organization: org,
-                })
-                .unwrap();
-            db.insert_node(cidr.parse::<IpAddrWithMask>().unwrap(), data);
-        }
-        db.write_to(Vec::new()).unwrap()
+        let scenario = entries
+            .iter()
+            .fold(Scenario::new(1.0), |scenario, &(cidr, asn, org)| {
+                scenario.hoster(Hoster::new(org, asn, org, cidr, 1))
+            });
+        tdmon_simnet::build_asn_db(&scenario).unwrap()
     }
 
     fn attributor() -> Attributor {
