@@ -131,8 +131,8 @@ impl Default for InProcessBus {
     }
 }
 
-/// Settles an in-process delivery: an ack is a no-op; a requeue sends the
-/// message back; a dead letter is counted and logged.
+/// Settles an in-process delivery: an ack is a no-op; a requeue puts the
+/// message back if the queue has room; a dead letter is counted and logged.
 struct Settle<T> {
     requeue: mpsc::Sender<T>,
     message: T,
@@ -147,11 +147,12 @@ impl<T: Send + std::fmt::Debug + 'static> Acknowledge for Settle<T> {
     fn reject(self: Box<Self>, how: Reject) -> AckFuture {
         Box::pin(async move {
             match how {
-                Reject::Requeue => self
-                    .requeue
-                    .send(self.message)
-                    .await
-                    .map_err(|_| BusError::Closed),
+                // Never wait for room: the consumer that would make it may
+                // be the one requeueing.
+                Reject::Requeue => self.requeue.try_send(self.message).map_err(|e| match e {
+                    mpsc::error::TrySendError::Full(_) => BusError::Full,
+                    mpsc::error::TrySendError::Closed(_) => BusError::Closed,
+                }),
                 Reject::DeadLetter => {
                     self.dead_letters.fetch_add(1, Ordering::Relaxed);
                     tracing::error!(message = ?self.message, "message dead-lettered");
@@ -195,10 +196,14 @@ impl Acknowledge for Closed {
 
     fn reject(self: Box<Self>, how: Reject) -> AckFuture {
         Box::pin(async move {
-            if how == Reject::DeadLetter {
-                self.dead_letters.fetch_add(1, Ordering::Relaxed);
+            match how {
+                Reject::Requeue => Err(BusError::Closed),
+                Reject::DeadLetter => {
+                    self.dead_letters.fetch_add(1, Ordering::Relaxed);
+                    tracing::error!("message dead-lettered");
+                    Ok(())
+                }
             }
-            Err(BusError::Closed)
         })
     }
 }

@@ -26,6 +26,9 @@ pub enum BusError {
     /// The bus is shut down; nothing more can be published.
     #[error("the bus is closed")]
     Closed,
+    /// A requeue found no room (a lease brings the message's URL back).
+    #[error("the queue is full")]
+    Full,
     /// The broker refused or lost a message.
     #[error("the broker did not confirm the message: {0}")]
     NotConfirmed(String),

@@ -99,24 +99,44 @@ impl<B: Bus> Collector<B> {
     }
 
     /// Writes one batch of deliveries and settles them: acknowledged once
-    /// written, dead-lettered when they name a URL the store does not know,
-    /// requeued when the write failed.
-    pub async fn collect(&self, batch: Vec<Delivery<Observation>>) -> Result<Totals, CollectError> {
+    /// written, dead-lettered when they name a URL the store does not know.
+    /// A failed write is retried here, every `retry_delay`, holding on to the
+    /// batch: sending it back through the bus could wait forever for room
+    /// that only this collector makes, and would lose the per-URL order.
+    /// Once `shutdown` is cancelled a failure ends the retries: the batch is
+    /// given back (requeued where the bus still takes it), and the leases of
+    /// its URLs bring them back otherwise.
+    pub async fn collect(
+        &self,
+        batch: Vec<Delivery<Observation>>,
+        shutdown: &CancellationToken,
+    ) -> Result<Totals, CollectError> {
         let observations: Vec<Observation> = batch
             .iter()
             .map(|delivery| delivery.message.clone())
             .collect();
-        let applied = match self
-            .store
-            .apply_observations(&observations, Utc::now(), &self.rules)
-            .await
-        {
-            Ok(applied) => applied,
-            Err(e) => {
-                for delivery in batch {
-                    delivery.reject(Reject::Requeue).await?;
+        let applied = loop {
+            match self
+                .store
+                .apply_observations(&observations, Utc::now(), &self.rules)
+                .await
+            {
+                Ok(applied) => break applied,
+                Err(e) if shutdown.is_cancelled() => {
+                    for delivery in batch {
+                        if let Err(requeue) = delivery.reject(Reject::Requeue).await {
+                            tracing::warn!(error = %requeue, "cannot requeue an observation; its lease will bring the URL back");
+                        }
+                    }
+                    return Err(e.into());
                 }
-                return Err(e.into());
+                Err(e) => {
+                    tracing::error!(error = %tdmon_core::error_chain(&e), "writing observations failed; retrying");
+                    tokio::select! {
+                        () = shutdown.cancelled() => {}
+                        () = tokio::time::sleep(self.config.retry_delay) => {}
+                    }
+                }
             }
         };
         for delivery in batch {
@@ -175,24 +195,13 @@ impl<B: Bus> Collector<B> {
                 self.publish_outbox().await?;
                 return Ok(());
             }
-            match self.collect(batch).await {
-                Ok(done) => {
-                    sum.observations += done.observations;
-                    sum.duplicates += done.duplicates;
-                    sum.unknown += done.unknown;
-                    sum.events += done.events;
-                    if let Some(totals) = &totals {
-                        totals.send_replace(sum);
-                    }
-                }
-                Err(e) if shutdown.is_cancelled() => return Err(e),
-                Err(e) => {
-                    tracing::error!(error = %tdmon_core::error_chain(&e), "collecting failed; the batch is requeued");
-                    tokio::select! {
-                        () = shutdown.cancelled() => {}
-                        () = tokio::time::sleep(self.config.retry_delay) => {}
-                    }
-                }
+            let done = self.collect(batch, &shutdown).await?;
+            sum.observations += done.observations;
+            sum.duplicates += done.duplicates;
+            sum.unknown += done.unknown;
+            sum.events += done.events;
+            if let Some(totals) = &totals {
+                totals.send_replace(sum);
             }
             if let Err(e) = self.publish_outbox().await {
                 tracing::error!(error = %tdmon_core::error_chain(&e), "publishing events failed; they stay in the outbox");

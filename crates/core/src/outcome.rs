@@ -92,11 +92,15 @@ pub enum Outcome {
     ProtocolError,
     /// The whole check exceeded its total timeout (black hole, slow drip).
     Timeout,
+    /// The host was not contacted: tdmon's own limits, or the host's earlier
+    /// `Retry-After`, outlasted the job. It says nothing about the content, and
+    /// the state machine ignores it.
+    NotChecked,
 }
 
 impl Outcome {
     /// Every outcome, in declaration order.
-    pub const ALL: [Outcome; 23] = [
+    pub const ALL: [Outcome; 24] = [
         Outcome::Served,
         Outcome::ContentReplaced,
         Outcome::RedirectElsewhere,
@@ -120,6 +124,7 @@ impl Outcome {
         Outcome::TlsFailure,
         Outcome::ProtocolError,
         Outcome::Timeout,
+        Outcome::NotChecked,
     ];
 
     /// The outcome for a final (non-redirect) HTTP status whose content has not
@@ -150,7 +155,7 @@ impl Outcome {
             TooManyRedirects | HttpUnauthorized | HttpForbidden | HttpRateLimited
             | HttpClientError | HttpServerError | HttpUnexpected | DnsServfail | DnsTimeout
             | RefusedByPolicy | ConnectRefused | ConnectTimeout | TlsFailure | ProtocolError
-            | Timeout => Verdict::Inconclusive,
+            | Timeout | NotChecked => Verdict::Inconclusive,
         }
     }
 
@@ -181,6 +186,7 @@ impl Outcome {
             TlsFailure => "tls_failure",
             ProtocolError => "protocol_error",
             Timeout => "timeout",
+            NotChecked => "not_checked",
         }
     }
 }

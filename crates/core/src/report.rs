@@ -12,7 +12,7 @@ use chrono::TimeDelta;
 use serde::Serialize;
 
 use crate::norm::{Norm, NormResult, Norms};
-use crate::state::{Phase, UrlState};
+use crate::state::UrlState;
 use crate::survival::{KaplanMeier, Survival};
 
 /// The hoster name of URLs without attribution.
@@ -41,6 +41,7 @@ pub struct HosterRow {
     /// Kaplan-Meier median time to takedown, in seconds; `None` while fewer
     /// than half are estimated removed.
     pub median_time_to_takedown_s: Option<i64>,
+    /// Served at the last conclusive check (expired ones included).
     pub still_online: usize,
     pub already_offline: usize,
     pub reappeared: usize,
@@ -90,11 +91,17 @@ fn row(hoster: String, group: &[&UrlState], norms: &Norms, total: f64) -> Hoster
         median_time_to_takedown_s: KaplanMeier::estimate(&samples)
             .median()
             .map(|t| t.num_seconds()),
-        still_online: group.iter().filter(|s| s.phase == Phase::Online).count(),
+        still_online: group.iter().filter(|s| is_still_online(s)).count(),
         already_offline: group.len() - monitored.len(),
         reappeared: group.iter().filter(|s| s.reappearances > 0).count(),
         hoster,
     }
+}
+
+/// Served at its last conclusive check: seen online, and no takedown since
+/// (also once monitoring has ended: an expired URL can be still online).
+fn is_still_online(state: &UrlState) -> bool {
+    state.last_online_at.is_some() && state.takedown.is_none()
 }
 
 /// Removed at the first non-online check, or censored at the last check.
@@ -222,5 +229,13 @@ mod tests {
         assert_eq!(rows[1].hoster, "B");
         assert_eq!(rows[1].norms[0].1.undetermined, 1);
         assert_eq!(rows[1].median_time_to_takedown_s, None);
+    }
+
+    #[test]
+    fn a_url_online_to_the_end_of_monitoring_is_still_online() {
+        let end = 90 * 24 * 60;
+        let states = vec![url(1, "A", &[(0, O), (end, O)])];
+        assert_eq!(states[0].phase, crate::state::Phase::Expired);
+        assert_eq!(by_hoster(&states, &Norms::default())[0].still_online, 1);
     }
 }

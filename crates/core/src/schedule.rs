@@ -16,7 +16,7 @@ pub enum RuleError {
     NoOffsets,
     #[error("schedule.offsets must increase strictly: {0} is not after {1}")]
     OffsetsNotIncreasing(String, String),
-    #[error("{0} must be longer than zero")]
+    #[error("{0} must be at least 1ms")]
     NotPositive(&'static str),
     #[error("schedule.horizon ({horizon}) must be after the last offset ({last})")]
     HorizonTooShort { horizon: String, last: String },
@@ -136,7 +136,7 @@ fn delta(duration: Duration, name: &'static str) -> Result<TimeDelta, RuleError>
 
 fn positive(duration: Duration, name: &'static str) -> Result<TimeDelta, RuleError> {
     let d = delta(duration, name)?;
-    if d <= TimeDelta::zero() {
+    if d < TimeDelta::milliseconds(1) {
         return Err(RuleError::NotPositive(name));
     }
     Ok(d)
@@ -232,7 +232,8 @@ fn next_in_series(
     }
     let last = anchor + offsets.last().copied().unwrap_or(TimeDelta::zero());
     // Whole periods past the last offset, plus one: strictly after `after`.
-    let periods = (after - last).num_seconds() / every.num_seconds() + 1;
+    // Validation keeps every period at least a millisecond long.
+    let periods = (after - last).num_milliseconds() / every.num_milliseconds().max(1) + 1;
     last + every * i32::try_from(periods).unwrap_or(i32::MAX)
 }
 
@@ -335,6 +336,28 @@ mod tests {
             schedule.next_after_takedown(confirmed, late, t0),
             schedule.end(t0)
         );
+    }
+
+    #[test]
+    fn sub_second_periods_work() {
+        let config = ScheduleConfig {
+            offsets: vec![Duration::ZERO],
+            then_every: Duration::from_millis(500),
+            horizon: Duration::from_secs(10),
+            ..ScheduleConfig::default()
+        };
+        let schedule = Schedule::try_from(config).unwrap();
+        let t0 = t0();
+        let after = t0 + TimeDelta::milliseconds(1_200);
+        assert_eq!(
+            schedule.next_regular(t0, after, t0),
+            t0 + TimeDelta::milliseconds(1_500)
+        );
+        let too_short = ScheduleConfig {
+            then_every: Duration::from_micros(10),
+            ..ScheduleConfig::default()
+        };
+        assert!(Schedule::try_from(too_short).is_err());
     }
 
     #[test]

@@ -22,7 +22,8 @@
 //! Observations are applied in the order of their `started_at`. One that is not
 //! newer than the last applied check (a redelivered job, or a stale check that
 //! lost a race with its own re-dispatch) is ignored: it changes nothing and
-//! emits nothing. The store still keeps it.
+//! emits nothing. So is a `not_checked` one, whose host was never contacted.
+//! The store still keeps them.
 
 use chrono::{DateTime, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
@@ -30,7 +31,7 @@ use serde::{Deserialize, Serialize};
 use crate::message::{
     Attribution, Bracket, Event, EventKind, Observation, Purpose, SchemaV1, UrlId,
 };
-use crate::outcome::Verdict;
+use crate::outcome::{Outcome, Verdict};
 use crate::schedule::{Confirmation, Schedule};
 
 /// The rules the state machine follows.
@@ -240,7 +241,8 @@ pub fn advance(
 ) -> (UrlState, Vec<Event>) {
     let at = observation.started_at;
     let stale = state.last_check_at.is_some_and(|last| at <= last);
-    if stale || state.phase == Phase::Expired {
+    let not_checked = observation.outcome == Outcome::NotChecked;
+    if stale || not_checked || state.phase == Phase::Expired {
         return (state.clone(), Vec::new());
     }
 
@@ -262,38 +264,34 @@ pub fn advance(
 
     if verdict == Verdict::Online {
         let attribution = observation.attribution();
-        match state.phase {
-            Phase::Pending | Phase::Unseen => {
-                next.hoster_of_record = attribution.clone().or(next.hoster_of_record);
-                next.current_hoster = attribution;
-                next.baseline_fingerprint = observation.fingerprint.clone();
-                next.phase = Phase::Online;
-                events.push(next.event(EventKind::FirstOnline, at));
-            }
-            Phase::Offline => {
-                next.phase = Phase::Online;
-                next.takedown = None;
-                next.reappearances += 1;
-                next.episode_start = at;
-                next.current_hoster = attribution.or(next.current_hoster);
-                events.push(next.event(EventKind::Reappeared, at));
-            }
-            Phase::Online => {
-                let changed = attribution.as_ref().is_some_and(|now_serving| {
-                    state
-                        .current_hoster
-                        .as_ref()
-                        .is_some_and(|before| before.hoster != now_serving.hoster)
-                });
-                if attribution.is_some() {
-                    next.current_hoster = attribution;
-                }
-                if changed {
-                    events.push(next.event(EventKind::HosterChanged, at));
-                }
-            }
-            Phase::Expired => unreachable!("expired states return early"),
+        let first_online = state.last_online_at.is_none();
+        if first_online {
+            // Also for a URL confirmed already offline that turns out to be
+            // served after all: this is its first online check, which fixes
+            // the hoster of record and the baseline.
+            next.hoster_of_record = attribution.clone().or(next.hoster_of_record);
+            next.baseline_fingerprint = observation.fingerprint.clone();
+            events.push(EventKind::FirstOnline);
+        } else if state.phase == Phase::Offline {
+            next.reappearances += 1;
+            events.push(EventKind::Reappeared);
         }
+        if state.phase == Phase::Offline {
+            next.takedown = None;
+            next.episode_start = at;
+        }
+        let serving = attribution.as_ref().and_then(|a| a.hoster.as_ref());
+        let before = state
+            .current_hoster
+            .as_ref()
+            .and_then(|a| a.hoster.as_ref());
+        if !first_online && serving.is_some() && before.is_some() && serving != before {
+            events.push(EventKind::HosterChanged);
+        }
+        if attribution.is_some() {
+            next.current_hoster = attribution;
+        }
+        next.phase = Phase::Online;
         next.last_online_at = Some(at);
         next.run = None;
     } else if state.phase != Phase::Offline {
@@ -322,7 +320,7 @@ pub fn advance(
             next.takedown = Some(takedown);
             next.first_takedown.get_or_insert(takedown);
             next.run = None;
-            events.push(next.event(kind, at));
+            events.push(kind);
         } else {
             next.run = Some(run);
         }
@@ -332,7 +330,7 @@ pub fn advance(
     let end = rules.schedule.end(notified_at);
     next.next_check = if at >= end {
         next.phase = Phase::Expired;
-        events.push(next.event(EventKind::Expired, at));
+        events.push(EventKind::Expired);
         None
     } else {
         let planned = plan_next(&next, at, rules);
@@ -341,6 +339,10 @@ pub fn advance(
             purpose: planned.purpose,
         })
     };
+    let events = events
+        .into_iter()
+        .map(|kind| next.event(kind, at))
+        .collect();
     (next, events)
 }
 

@@ -468,11 +468,17 @@ macro_rules! impl_store {
                 }
                 for (url_id, mut list) in per_url {
                     list.sort_by_key(|o| (o.started_at, o.job_id));
-                    let mut state = states.remove(&url_id).expect("known URLs have a state");
+                    let before = states.remove(&url_id).expect("known URLs have a state");
+                    let mut state = before.clone();
                     for obs in list {
                         let (next, events) = advance(&state, obs, now, rules);
                         state = next;
                         applied.events.extend(events);
+                    }
+                    if state == before {
+                        // Only ignored observations (stale, or not checked):
+                        // the URL's plan and its lease stay as they are.
+                        continue;
                     }
                     sqlx::query(
                         "UPDATE urls SET state = $1, phase = $2, next_check_at = $3, \

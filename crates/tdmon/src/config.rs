@@ -110,6 +110,16 @@ fn from_tree(mut tree: Table) -> anyhow::Result<Config> {
             Value::String(tdmon_store::mask_url(&store_url(store))),
         );
     }
+    // A check must end (queueing included) before its URL's lease runs out,
+    // or the URL is dispatched again while it is still being checked.
+    let check_bound = dispatcher.job_ttl + worker.total_timeout;
+    if check_bound >= dispatcher.lease {
+        bail!(
+            "dispatcher.lease ({}) must be longer than dispatcher.job_ttl + worker.total_timeout ({})",
+            tdmon_core::duration::format(dispatcher.lease),
+            tdmon_core::duration::format(check_bound)
+        );
+    }
     Ok(Config {
         measurement: Measurement::try_from(measurement)?,
         dispatcher: dispatcher.validate().context("in [dispatcher]")?,
@@ -251,6 +261,17 @@ mod tests {
         assert!(format!("{err:#}").contains("at least 1"), "{err:#}");
         let err = load_text("", &[("TDMON_SCHEDULE__THEN_EVERY", "weekly")], &[]).unwrap_err();
         assert!(format!("{err:#}").contains("weekly"), "{err:#}");
+        let err = load_text(
+            "[dispatcher]\nlease = \"30s\"\njob_ttl = \"20s\"\n",
+            &[],
+            &[],
+        )
+        .unwrap_err();
+        assert!(
+            format!("{err:#}")
+                .contains("must be longer than dispatcher.job_ttl + worker.total_timeout"),
+            "{err:#}"
+        );
         let err = load_text("[worker]\nconect_timeout = \"1s\"\n", &[], &[]).unwrap_err();
         assert!(format!("{err:#}").contains("in [worker]"), "{err:#}");
         assert!(format!("{err:#}").contains("conect_timeout"), "{err:#}");

@@ -55,12 +55,11 @@ pub(crate) async fn run(
 
     let intake = CancellationToken::new();
     let dispatcher = Dispatcher::new(store.clone(), Arc::clone(&bus), config.dispatcher.clone());
-    let dispatcher = tokio::spawn(dispatcher.run(intake.clone()));
-    let worker = tokio::spawn(tdmon_worker::run(
-        Arc::clone(&checker),
-        Arc::clone(&bus),
-        intake.clone(),
-    ));
+    let dispatcher = spawn_role(dispatcher.run(intake.clone()), &shutdown);
+    let worker = spawn_role(
+        tdmon_worker::run(Arc::clone(&checker), Arc::clone(&bus), intake.clone()),
+        &shutdown,
+    );
     let collector = Collector::new(
         store.clone(),
         Arc::clone(&bus),
@@ -68,7 +67,10 @@ pub(crate) async fn run(
         config.collector.clone(),
     );
     let collector_stop = CancellationToken::new();
-    let collector = tokio::spawn(collector.run(collector_stop.clone(), Some(totals)));
+    let collector = spawn_role(
+        collector.run(collector_stop.clone(), Some(totals)),
+        &shutdown,
+    );
 
     loop {
         tokio::select! {
@@ -109,4 +111,18 @@ async fn nothing_left(store: &Store) -> anyhow::Result<bool> {
         .by_phase
         .iter()
         .all(|(phase, _)| *phase == Phase::Expired))
+}
+
+/// Spawns a role; a role that ends (normally only at shutdown, but also when
+/// it fails) stops the whole monitor, so a dead role is never left unnoticed.
+fn spawn_role<T: Send + 'static>(
+    role: impl std::future::Future<Output = T> + Send + 'static,
+    shutdown: &CancellationToken,
+) -> tokio::task::JoinHandle<T> {
+    let shutdown = shutdown.clone();
+    tokio::spawn(async move {
+        let ended = role.await;
+        shutdown.cancel();
+        ended
+    })
 }

@@ -277,7 +277,8 @@ impl Checker {
             };
             let remaining = deadline.saturating_duration_since(Instant::now());
             if remaining.is_zero() {
-                return Outcome::Timeout;
+                // Our own limits used up the time: the host was not contacted.
+                return Outcome::NotChecked;
             }
             let fetched = inner.fetcher.get(&url, remaining).await;
             if fetched.tls_error.is_some() {
@@ -351,12 +352,9 @@ impl Checker {
     }
 }
 
-/// A check that did not contact its host is inconclusive: `http_rate_limited`
-/// when the host's own `Retry-After` reaches past the job's expiry, `timeout`
-/// when our limits would have held it past the expiry.
-fn not_admitted_outcome(not_admitted: NotAdmitted) -> Outcome {
-    match not_admitted {
-        NotAdmitted::BackedOff => Outcome::HttpRateLimited,
-        NotAdmitted::Expired => Outcome::Timeout,
-    }
+/// A check that did not contact its host (the host's own `Retry-After`, or
+/// our limits, would have held it past the job's expiry) is `not_checked`:
+/// it must not count as an inconclusive check of the content.
+fn not_admitted_outcome(_: NotAdmitted) -> Outcome {
+    Outcome::NotChecked
 }

@@ -14,6 +14,10 @@ use tokio_util::task::TaskTracker;
 
 use crate::Checker;
 
+/// How much longer than one check's total timeout a stop waits for the checks
+/// in flight.
+const DRAIN_MARGIN: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Runs until `shutdown`, then finishes (and publishes) the checks in flight.
 /// Jobs past their expiry are acknowledged without a check: the dispatcher
 /// queues their URLs again when the lease runs out.
@@ -67,6 +71,15 @@ pub async fn run<B: Bus>(
         });
     }
     checks.close();
-    checks.wait().await;
+    // A check is bounded by its total timeout, but one still waiting for a
+    // limit could wait until its job expires; a stop does not wait for that:
+    // such a check's URL stays leased, and its lease brings it back.
+    let bound = checker.settings().total_timeout() + DRAIN_MARGIN;
+    if tokio::time::timeout(bound, checks.wait()).await.is_err() {
+        tracing::warn!(
+            in_flight = checks.len(),
+            "checks still waiting for a limit are abandoned at shutdown"
+        );
+    }
     Ok(())
 }

@@ -430,3 +430,70 @@ proptest! {
         prop_assert!(first_online_count <= 1);
     }
 }
+
+#[test]
+fn an_already_offline_url_served_later_gets_its_first_online_check() {
+    let rules = Rules::default();
+    let (state, _) = feed(&[(0, X), (15, X), (30, X)]);
+    assert!(state.already_offline);
+    let (state, events) = advance(
+        &state,
+        &observe(minutes(600), O, Some("HostZ")),
+        minutes(600),
+        &rules,
+    );
+    assert_eq!(
+        kinds(&events),
+        [EventKind::FirstOnline],
+        "not a reappearance"
+    );
+    assert_eq!(state.reappearances, 0);
+    assert_eq!(
+        state.hoster_of_record.as_ref().unwrap().hoster.as_deref(),
+        Some("HostZ")
+    );
+    assert_eq!(state.baseline_fingerprint.as_deref(), Some("image/jpeg"));
+}
+
+#[test]
+fn hoster_changes_are_seen_on_reappearance_and_not_invented_without_attribution() {
+    let rules = Rules::default();
+    let (state, _) = feed(&[(0, O), (60, X), (75, X), (90, X)]);
+    let (state, events) = advance(
+        &state,
+        &observe(minutes(2000), O, Some("HostB")),
+        minutes(2000),
+        &rules,
+    );
+    assert_eq!(
+        kinds(&events),
+        [EventKind::Reappeared, EventKind::HosterChanged]
+    );
+    assert_eq!(events[1].hoster.as_deref(), Some("HostB"));
+    // An online check whose address is in no database is no change of hoster.
+    let (state, events) = advance(
+        &state,
+        &observe(minutes(2100), O, None),
+        minutes(2100),
+        &rules,
+    );
+    assert!(events.is_empty(), "{events:?}");
+    let (_, events) = advance(
+        &state,
+        &observe(minutes(2200), O, Some("HostB")),
+        minutes(2200),
+        &rules,
+    );
+    assert!(events.is_empty(), "{events:?}");
+}
+
+#[test]
+fn a_check_that_never_contacted_the_host_is_ignored() {
+    let rules = Rules::default();
+    let (state, _) = feed(&[(0, O)]);
+    let mut not_checked = observe(minutes(60), I, None);
+    not_checked.outcome = Outcome::NotChecked;
+    let (after, events) = advance(&state, &not_checked, minutes(60), &rules);
+    assert!(events.is_empty());
+    assert_eq!(after, state, "no run starts, no check is counted");
+}

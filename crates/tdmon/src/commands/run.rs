@@ -106,9 +106,12 @@ pub(crate) async fn open(url: &str, config: &Config) -> anyhow::Result<Store> {
 /// One embedded monitor per SQLite file: a second `tdmon run` on the same file
 /// would hand out the same leases twice. The lock is released with the process.
 fn lock_sqlite(url: &str) -> anyhow::Result<Option<std::fs::File>> {
-    let Some(path) = url.strip_prefix("sqlite://") else {
+    // sqlite://PATH and sqlite:PATH, with or without ?options.
+    let Some(rest) = url.strip_prefix("sqlite:") else {
         return Ok(None);
     };
+    let rest = rest.strip_prefix("//").unwrap_or(rest);
+    let path = rest.split_once('?').map_or(rest, |(path, _)| path);
     let lock_path = format!("{path}.lock");
     let file = std::fs::File::create(&lock_path)
         .with_context(|| format!("cannot create the lock file {lock_path}"))?;
