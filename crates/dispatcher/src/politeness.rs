@@ -5,7 +5,8 @@
 
 use std::collections::HashMap;
 use std::num::NonZeroU32;
-use std::time::Duration;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota};
@@ -14,6 +15,10 @@ use governor::{DefaultKeyedRateLimiter, Quota};
 pub(crate) struct Politeness {
     limiter: DefaultKeyedRateLimiter<String>,
     interval: Duration,
+    /// Per host with URLs held back: the first slot not yet promised to one.
+    /// Kept across ticks, so that the URLs held by successive ticks get
+    /// distinct slots instead of all coming back at once.
+    booked: Mutex<HashMap<String, Instant>>,
 }
 
 impl Politeness {
@@ -24,36 +29,39 @@ impl Politeness {
         Self {
             limiter: DefaultKeyedRateLimiter::keyed(quota),
             interval,
+            booked: Mutex::default(),
         }
     }
 
-    /// Sorts URLs of one tick into those that may be checked now and those
-    /// held back, each with how long it must wait: the k-th held-back URL of
-    /// a host waits k intervals past the host's next free slot.
+    /// Sorts URLs (in due order) into those that may be checked now and
+    /// those held back, each with how long it must wait: a held-back URL gets
+    /// the host's next free slot, one interval after the one before.
     pub(crate) fn sort<T>(
         &self,
         urls: Vec<T>,
         host: impl Fn(&T) -> &str,
     ) -> (Vec<T>, Vec<(T, Duration)>) {
-        let now = DefaultClock::default().now();
+        let clock_now = DefaultClock::default().now();
+        let now = Instant::now();
+        let mut booked = self
+            .booked
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         let mut admitted = Vec::new();
-        let mut held: Vec<(T, Duration)> = Vec::new();
-        // Per held-back host: its first free slot, and how many wait behind it.
-        let mut queued_per_host: HashMap<String, (Duration, u32)> = HashMap::new();
+        let mut held = Vec::new();
         for url in urls {
-            let key = host(&url).to_owned();
-            if let Some((first_slot, behind)) = queued_per_host.get_mut(&key) {
-                // Once a host is held back, keep its later URLs behind it.
-                *behind += 1;
-                held.push((url, *first_slot + self.interval * *behind));
-                continue;
-            }
-            match self.limiter.check_key(&key) {
+            let key = host(&url);
+            match self.limiter.check_key(&key.to_owned()) {
                 Ok(()) => admitted.push(url),
                 Err(not_until) => {
-                    let wait = not_until.wait_time_from(now);
-                    queued_per_host.insert(key, (wait, 0));
-                    held.push((url, wait));
+                    let earliest = now + not_until.wait_time_from(clock_now);
+                    let slot = booked
+                        .get(key)
+                        .copied()
+                        .filter(|next_free| *next_free > earliest)
+                        .unwrap_or(earliest);
+                    booked.insert(key.to_owned(), slot + self.interval);
+                    held.push((url, slot - now));
                 }
             }
         }
@@ -64,6 +72,11 @@ impl Politeness {
     pub(crate) fn evict(&self) {
         self.limiter.retain_recent();
         self.limiter.shrink_to_fit();
+        let now = Instant::now();
+        self.booked
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .retain(|_, next_free| *next_free > now);
     }
 
     #[cfg(test)]
@@ -93,6 +106,19 @@ mod tests {
             waits[1],
             waits[0] + Duration::from_secs(10),
             "the next one of the host waits an interval more"
+        );
+    }
+
+    #[test]
+    fn holds_of_successive_ticks_get_distinct_slots() {
+        let politeness = Politeness::new(Duration::from_secs(10), NonZeroU32::new(1).unwrap());
+        let (_, first) = politeness.sort(vec!["a", "a"], |h| h);
+        let (_, second) = politeness.sort(vec!["a"], |h| h);
+        let last_of_first = first.last().unwrap().1;
+        let next = second[0].1;
+        assert!(
+            next >= last_of_first + Duration::from_secs(9),
+            "the next tick's hold comes after the first tick's: {last_of_first:?} then {next:?}"
         );
     }
 
