@@ -7,7 +7,7 @@
 //! whose response it belongs to.
 
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -23,7 +23,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::Shared;
 use crate::scenario::{ContentKind, Scheme};
-use crate::timeline::{HttpAction, http_at};
+use crate::timeline::{HttpAction, address_at, http_at};
 use crate::truth::RequestRecord;
 
 /// The largest request head read.
@@ -175,6 +175,8 @@ struct Response {
     body: Body,
     url: Option<String>,
     drip: Option<Duration>,
+    /// A real pause before the response is written.
+    delay: Option<Duration>,
     black_hole: bool,
 }
 
@@ -253,6 +255,9 @@ impl Conn {
                 .await;
                 return;
             }
+            if let Some(pause) = response.delay {
+                tokio::time::sleep(pause).await;
+            }
             let head_only = head.method.eq_ignore_ascii_case("HEAD");
             let result = write_response(&mut io, &response, head_only).await;
             let bytes = self.sent.load(Ordering::Relaxed) - before;
@@ -270,11 +275,28 @@ impl Conn {
         }
     }
 
+    /// The URL a request with an IP literal as its Host addresses: the
+    /// scenario URL with this path whose host is served, at time `t`, from
+    /// the address the request came in on (the first in scenario order when
+    /// several hosts on one address share the path). Lets clients that do not
+    /// use the network's DNS (`http://127.30.0.5:PORT/path`) reach the URLs.
+    fn route_by_address(&self, host: &str, path: &str, t: Duration) -> Option<usize> {
+        host.parse::<IpAddr>().ok()?;
+        let shared = &self.shared;
+        shared.by_path.get(path)?.iter().copied().find(|&i| {
+            IpAddr::V4(address_at(&shared.scenario, &shared.scenario.urls[i], t)) == self.local.ip()
+        })
+    }
+
     fn respond(&self, head: &Head, t: Duration) -> Response {
         let shared = &self.shared;
         let path = head.path.split('?').next().unwrap_or("/");
-        let route = shared.routes.get(&(head.host.clone(), path.to_owned()));
-        let Some(&index) = route else {
+        let route = shared
+            .routes
+            .get(&(head.host.clone(), path.to_owned()))
+            .copied()
+            .or_else(|| self.route_by_address(&head.host, path, t));
+        let Some(index) = route else {
             let key = (head.host.clone(), path.to_owned());
             if let Some(&index) = shared.canonical.get(&key) {
                 // The target of a canonical redirect serves the same content.
@@ -306,12 +328,17 @@ impl Conn {
                 drip: Some(pause),
                 ..content(spec.kind, &url)
             },
+            HttpAction::Delay(pause) => Response {
+                delay: Some(pause),
+                ..content(spec.kind, &url)
+            },
             HttpAction::Huge(size) => Response {
                 status: 200,
                 headers: vec![("Content-Type", content_type(spec.kind).to_owned())],
                 body: Body::Stream(size),
                 url: None,
                 drip: None,
+                delay: None,
                 black_hole: false,
             },
             HttpAction::Status(status) => simple(status, reason(status)),
@@ -414,6 +441,7 @@ fn ok(content_type: &str, body: Vec<u8>) -> Response {
         body: Body::Bytes(body),
         url: None,
         drip: None,
+        delay: None,
         black_hole: false,
     }
 }

@@ -72,7 +72,7 @@ pub use crate::scenario::{
     Behaviour, ContentKind, DEFAULT_ZONE, Hoster, Move, Scenario, ScenarioError, Scheme, UrlSpec,
 };
 pub use crate::tls::TlsError;
-pub use crate::truth::{Counters, DnsRecord, MoveTruth, RequestRecord, UrlTruth};
+pub use crate::truth::{Counters, DnsRecord, MoveTruth, RequestRecord, Stats, UrlStats, UrlTruth};
 
 /// Why the network could not start.
 #[derive(Debug, thiserror::Error)]
@@ -138,6 +138,9 @@ pub(crate) struct Shared {
     hosts: BTreeMap<String, Vec<usize>>,
     /// (host, path) -> URL index.
     routes: HashMap<(String, String), usize>,
+    /// path -> indices of the URLs with that path, in scenario order; routes
+    /// requests whose Host is an IP literal (by the address they came in on).
+    by_path: HashMap<String, Vec<usize>>,
     /// (host, path) of a canonical redirect target -> the URL whose content it serves.
     canonical: HashMap<(String, String), usize>,
     /// The URL strings, by index.
@@ -199,6 +202,7 @@ impl SimNet {
         let (https_listeners, https_port) = bind_all(&addrs, "HTTPS")?;
 
         let mut routes = HashMap::new();
+        let mut by_path: HashMap<String, Vec<usize>> = HashMap::new();
         let mut urls = Vec::new();
         for (i, url) in scenario.urls.iter().enumerate() {
             let host = scenario.full_host(url);
@@ -212,6 +216,7 @@ impl SimNet {
                 url.path
             ));
             routes.insert((host, url.path.clone()), i);
+            by_path.entry(url.path.clone()).or_default().push(i);
         }
         let mut canonical = HashMap::new();
         for (i, url) in scenario.urls.iter().enumerate() {
@@ -252,6 +257,7 @@ impl SimNet {
             counters: Counters::default(),
             hosts,
             routes,
+            by_path,
             canonical,
             urls,
             http_port,
@@ -317,6 +323,30 @@ impl SimNet {
     /// Every scenario URL, in scenario order: `http(s)://host.zone:PORT/path`.
     pub fn urls(&self) -> Vec<String> {
         self.shared.urls.clone()
+    }
+
+    /// Every scenario URL with its host replaced by the address serving it
+    /// right now (`http://127.10.0.2:PORT/path`), in scenario order. The
+    /// servers route a request whose Host is an IP literal by the address it
+    /// came in on and its path, so clients that cannot use the network's DNS
+    /// (other link checkers, load generators) reach the same URLs. Where two
+    /// hosts on one address share a path, the first in scenario order answers.
+    pub fn address_urls(&self) -> Vec<String> {
+        let shared = &self.shared;
+        let t = shared.clock.elapsed();
+        shared
+            .scenario
+            .urls
+            .iter()
+            .map(|url| {
+                let port = match url.scheme {
+                    Scheme::Http => shared.http_port,
+                    Scheme::Https => shared.https_port,
+                };
+                let ip = timeline::address_at(&shared.scenario, url, t);
+                format!("{}://{ip}:{port}{}", url.scheme.as_str(), url.path)
+            })
+            .collect()
     }
 
     /// The URL string of the scenario URL with this host (relative or full) and path.

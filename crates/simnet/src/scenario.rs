@@ -4,8 +4,9 @@
 //!
 //! Every time in a behaviour is a *simulated* duration since the notice (the
 //! network's start). The scenario's `time_scale` says how many simulated
-//! seconds pass per real second. The one exception is the slow drip's `pause`,
-//! which is real time: it exists to exercise a client's real timeouts.
+//! seconds pass per real second. The exceptions are the `pause` of the slow
+//! drip and of the delay, which are real time: they exercise a client's real
+//! timeouts and concurrency.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
@@ -220,6 +221,13 @@ pub enum Behaviour {
     /// 200 with a body of `size` bytes, streamed, so a client that stops
     /// reading makes the server stop sending.
     HugeBody { size: u64 },
+    /// The content, served normally after a real (not simulated) `pause`
+    /// once the request is read: a slow but healthy host, for benchmarks of
+    /// many checks in flight at once.
+    Delay {
+        #[serde(with = "tdmon_core::duration")]
+        pause: Duration,
+    },
     /// `status` (503 by default) in [from, until), served otherwise.
     ServerErrors {
         #[serde(with = "tdmon_core::duration")]
@@ -595,6 +603,11 @@ impl Behaviour {
             Behaviour::SlowDrip { pause } => {
                 if pause.is_zero() || pause > Duration::from_secs(60) {
                     return Err("slow_drip pause must be in (0, 60s]".into());
+                }
+            }
+            Behaviour::Delay { pause } => {
+                if pause.is_zero() || pause > Duration::from_secs(60) {
+                    return Err("delay pause must be in (0, 60s]".into());
                 }
             }
             Behaviour::HugeBody { size } => {

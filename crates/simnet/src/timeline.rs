@@ -26,6 +26,8 @@ pub(crate) enum HttpAction {
     SlowDrip(Duration),
     /// 200 with a streamed body of this many bytes.
     Huge(u64),
+    /// The content, after this real pause.
+    Delay(Duration),
     /// An error status without content.
     Status(u16),
     /// 200 with an HTML placeholder.
@@ -99,6 +101,7 @@ pub(crate) fn http_at(url: &UrlSpec, t: Duration) -> HttpAction {
         Behaviour::BlackHole { from } if t >= from => HttpAction::BlackHole,
         Behaviour::SlowDrip { pause } => HttpAction::SlowDrip(pause),
         Behaviour::HugeBody { size } => HttpAction::Huge(size),
+        Behaviour::Delay { pause } => HttpAction::Delay(pause),
         Behaviour::ServerErrors {
             from,
             until,
@@ -139,6 +142,7 @@ pub(crate) fn down_and_back(
         | Behaviour::BlackHole { .. }
         | Behaviour::SlowDrip { .. }
         | Behaviour::HugeBody { .. }
+        | Behaviour::Delay { .. }
         | Behaviour::ServerErrors { .. }
         | Behaviour::RateLimited { .. } => (None, None),
     }

@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
+use serde::Serialize;
 
 use crate::scenario::{Behaviour, Scheme};
 
@@ -106,7 +107,34 @@ struct CountersInner {
     connections: BTreeMap<SocketAddr, u64>,
     per_address: BTreeMap<IpAddr, u64>,
     bytes_per_url: BTreeMap<String, u64>,
+    requests_per_url: BTreeMap<String, u64>,
+    /// Bytes of every finished response, scenario URL or not.
+    bytes_total: u64,
     dns_total: u64,
+}
+
+/// A summary of what the servers saw, for benchmarks (`tdmon simnet serve
+/// --stats FILE` writes it as JSON). Bytes are counted per response once it
+/// is finished (written, or abandoned by the client); a response still being
+/// written is not in them yet.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Stats {
+    /// Requests received (every one, answered or not).
+    pub requests: u64,
+    /// TCP connections accepted.
+    pub connections: u64,
+    pub dns_queries: u64,
+    /// Bytes written to sockets for finished responses (TLS records included).
+    pub bytes_sent: u64,
+    /// Per scenario URL (its DNS-name form) that received requests.
+    pub urls: BTreeMap<String, UrlStats>,
+}
+
+/// What one scenario URL received and sent.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct UrlStats {
+    pub requests: u64,
+    pub bytes_sent: u64,
 }
 
 impl Default for Counters {
@@ -127,6 +155,8 @@ impl Counters {
                 connections: BTreeMap::new(),
                 per_address: BTreeMap::new(),
                 bytes_per_url: BTreeMap::new(),
+                requests_per_url: BTreeMap::new(),
+                bytes_total: 0,
                 dns_total: 0,
             })),
         }
@@ -144,6 +174,9 @@ impl Counters {
     pub(crate) fn request(&self, record: RequestRecord) -> u64 {
         let mut inner = self.lock();
         *inner.per_address.entry(record.local.ip()).or_default() += 1;
+        if let Some(url) = &record.url {
+            *inner.requests_per_url.entry(url.clone()).or_default() += 1;
+        }
         if inner.requests.len() >= inner.limit {
             inner.requests.pop_front();
         }
@@ -161,6 +194,7 @@ impl Counters {
         completed: bool,
     ) {
         let mut inner = self.lock();
+        inner.bytes_total += bytes;
         if let Some(url) = url {
             *inner.bytes_per_url.entry(url.to_owned()).or_default() += bytes;
         }
@@ -231,6 +265,32 @@ impl Counters {
     /// Bytes sent per scenario URL, over all its finished responses.
     pub fn bytes_per_url(&self) -> BTreeMap<String, u64> {
         self.lock().bytes_per_url.clone()
+    }
+
+    /// Totals and per-URL requests and bytes, over every request.
+    pub fn stats(&self) -> Stats {
+        let inner = self.lock();
+        let mut urls: BTreeMap<String, UrlStats> = inner
+            .requests_per_url
+            .iter()
+            .map(|(url, &requests)| {
+                let stats = UrlStats {
+                    requests,
+                    bytes_sent: 0,
+                };
+                (url.clone(), stats)
+            })
+            .collect();
+        for (url, &bytes) in &inner.bytes_per_url {
+            urls.entry(url.clone()).or_default().bytes_sent = bytes;
+        }
+        Stats {
+            requests: inner.request_seq,
+            connections: inner.connections.values().sum(),
+            dns_queries: inner.dns_total,
+            bytes_sent: inner.bytes_total,
+            urls,
+        }
     }
 
     /// The kept requests that addressed one scenario URL.
@@ -317,5 +377,33 @@ mod tests {
         let addr: IpAddr = "127.10.0.1".parse().unwrap();
         assert_eq!(counters.requests_per_address()[&addr], 3);
         assert_eq!(counters.bytes_per_url()["http://a.sim.test:80/"], 17);
+    }
+
+    #[test]
+    fn stats_sum_requests_and_bytes_per_url() {
+        let counters = Counters::with_limit(10);
+        counters.connection("127.10.0.1:80".parse().unwrap());
+        let first = counters.request(record(1));
+        let second = counters.request(record(2));
+        let stray = counters.request(RequestRecord {
+            url: None,
+            ..record(3)
+        });
+        let url = Some("http://a.sim.test:80/");
+        counters.finish(first, url, Some(200), 100, true);
+        counters.finish(second, url, Some(200), 23, false);
+        counters.finish(stray, None, Some(404), 5, true);
+        let stats = counters.stats();
+        assert_eq!(stats.requests, 3);
+        assert_eq!(stats.connections, 1);
+        assert_eq!(stats.bytes_sent, 128);
+        assert_eq!(
+            stats.urls["http://a.sim.test:80/"],
+            UrlStats {
+                requests: 2,
+                bytes_sent: 123
+            }
+        );
+        assert_eq!(stats.urls.len(), 1);
     }
 }

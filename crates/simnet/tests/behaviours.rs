@@ -667,3 +667,82 @@ async fn a_network_can_start_part_way_through_its_scenario() {
     assert!(ago >= chrono::TimeDelta::milliseconds(900), "{ago}");
     assert!(ago <= chrono::TimeDelta::seconds(3), "{ago}");
 }
+
+#[tokio::test]
+async fn a_delay_answers_normally_after_a_real_pause() {
+    const PAUSE: Duration = Duration::from_millis(300);
+    let net = start(
+        hosters()
+            .url(
+                UrlSpec::new("late", "/late.html", "FastHost")
+                    .behaviour(Behaviour::Delay { pause: PAUSE }),
+            )
+            .url(UrlSpec::new("prompt", "/now.html", "FastHost")),
+    )
+    .await;
+    let urls = net.urls();
+    let started = tokio::time::Instant::now();
+    let late = get(net.dns_addr(), &urls[0]).await;
+    let waited = started.elapsed();
+    assert_eq!(late.status, 200);
+    assert!(
+        late.header("Content-Type")
+            .unwrap()
+            .starts_with("text/html")
+    );
+    assert!(
+        String::from_utf8_lossy(&late.body).contains("/late.html"),
+        "the content itself is served"
+    );
+    assert!(waited >= PAUSE, "answered after {waited:?}");
+
+    let started = tokio::time::Instant::now();
+    assert_eq!(get(net.dns_addr(), &urls[1]).await.status, 200);
+    assert!(started.elapsed() < PAUSE, "other URLs are not delayed");
+    // Not a takedown.
+    assert_eq!(net.truth()[0].went_down, None);
+}
+
+#[tokio::test]
+async fn an_ip_literal_host_is_routed_by_the_address_and_path() {
+    let net = start(
+        hosters()
+            .url(UrlSpec::new("one", "/a.html", "FastHost").server(0))
+            .url(
+                UrlSpec::new("two", "/b.html", "FastHost")
+                    .server(1)
+                    .behaviour(Behaviour::AlreadyRemoved { status: 410 }),
+            )
+            .url(UrlSpec::new("three", "/a.html", "FastHost").server(2)),
+    )
+    .await;
+    let port = net.http_port();
+    let urls = net.urls();
+    assert_eq!(
+        net.address_urls(),
+        [
+            format!("http://127.10.0.1:{port}/a.html"),
+            format!("http://127.10.0.2:{port}/b.html"),
+            format!("http://127.10.0.3:{port}/a.html"),
+        ]
+    );
+    let at = |last: u8| SocketAddr::new(IpAddr::from([127, 10, 0, last]), port);
+    // The same path on two addresses reaches two URLs.
+    let one = get_at(at(1), "127.10.0.1", "/a.html").await;
+    assert_eq!(one.status, 200);
+    assert!(String::from_utf8_lossy(&one.body).contains(&urls[0]));
+    let three = get_at(at(3), &format!("127.10.0.3:{port}"), "/a.html").await;
+    assert!(String::from_utf8_lossy(&three.body).contains(&urls[2]));
+    // Behaviour follows the URL.
+    assert_eq!(get_at(at(2), "127.10.0.2", "/b.html").await.status, 410);
+    // A path no URL on that address has is 404.
+    assert_eq!(get_at(at(2), "127.10.0.2", "/a.html").await.status, 404);
+    assert_eq!(get_at(at(1), "127.10.0.1", "/b.html").await.status, 404);
+
+    let stats = net.counters().stats();
+    assert_eq!(stats.urls[&urls[0]].requests, 1);
+    assert_eq!(stats.urls[&urls[1]].requests, 1);
+    assert_eq!(stats.urls[&urls[2]].requests, 1);
+    assert_eq!(stats.requests, 5);
+    assert!(stats.urls[&urls[0]].bytes_sent > 0);
+}

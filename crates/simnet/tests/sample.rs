@@ -25,6 +25,7 @@ fn name(behaviour: &Behaviour) -> &'static str {
         Behaviour::BlackHole { .. } => "black_hole",
         Behaviour::SlowDrip { .. } => "slow_drip",
         Behaviour::HugeBody { .. } => "huge_body",
+        Behaviour::Delay { .. } => "delay",
         Behaviour::ServerErrors { .. } => "server_errors",
         Behaviour::RateLimited { .. } => "rate_limited",
     }
@@ -34,7 +35,7 @@ fn name(behaviour: &Behaviour) -> &'static str {
 async fn the_sample_scenario_covers_every_behaviour_and_starts() {
     let scenario = Scenario::from_file(&sample_path()).expect("sample scenario is valid");
     let seen: BTreeSet<&str> = scenario.urls.iter().map(|u| name(&u.behaviour)).collect();
-    assert_eq!(seen.len(), 15, "every behaviour appears: {seen:?}");
+    assert_eq!(seen.len(), 16, "every behaviour appears: {seen:?}");
     assert!(
         scenario.urls.iter().any(|u| u.moves.is_some()),
         "a move appears"

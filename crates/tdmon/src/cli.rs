@@ -6,7 +6,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// tdmon: measures how fast hosting providers take notified content down.
 #[derive(Debug, Parser)]
-#[command(name = "tdmon", version, about, long_about = None)]
+#[command(name = "tdmon", version)]
 pub struct Cli {
     /// Configuration file (TOML); settings not in it keep their defaults.
     #[arg(
@@ -32,7 +32,7 @@ pub enum Command {
     /// Work with notice files.
     #[command(subcommand)]
     Notices(NoticesCommand),
-    /// Show or check the effective configuration.
+    /// Show the effective configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
     /// Check URLs once and print one observation per URL.
@@ -114,6 +114,10 @@ pub struct SimnetServeArgs {
     /// Also write the CA certificate of the HTTPS servers (PEM) here.
     #[arg(long, value_name = "FILE")]
     pub ca_cert: Option<PathBuf>,
+    /// At shutdown, write what the servers saw here as JSON: requests,
+    /// connections, DNS queries, bytes sent, and requests and bytes per URL.
+    #[arg(long, value_name = "FILE")]
+    pub stats: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -10,9 +10,14 @@
 //! url http://a.fasthost.sim.test:38211/gallery/1.html
 //! ready
 //! ```
+//!
+//! With `--stats FILE` it writes, once the servers have stopped, what they saw
+//! as JSON ([`tdmon_simnet::Stats`]): `requests`, `connections`,
+//! `dns_queries`, `bytes_sent`, and per URL `requests` and `bytes_sent`.
+//! Requests whose host is an IP literal count under the URL they reached.
 
 use anyhow::Context;
-use tdmon_simnet::{Scenario, ScenarioError, SimNet, SimNetOptions};
+use tdmon_simnet::{Scenario, ScenarioError, SimNet, SimNetOptions, Stats};
 
 use crate::Exit;
 use crate::cli::{SimnetCommand, SimnetServeArgs};
@@ -64,9 +69,20 @@ fn serve(args: SimnetServeArgs) -> anyhow::Result<Exit> {
 
         wait_for_shutdown_signal().await?;
         eprintln!("tdmon: simnet: shutting down");
+        let counters = net.counters();
         net.shutdown().await;
+        if let Some(path) = &args.stats {
+            write_stats(path, &counters.stats())?;
+        }
         Ok(Exit::Success)
     })
+}
+
+/// Writes the servers' counters as JSON.
+fn write_stats(path: &std::path::Path, stats: &Stats) -> anyhow::Result<()> {
+    let json = serde_json::to_vec_pretty(stats).context("cannot encode the stats")?;
+    std::fs::write(path, json)
+        .with_context(|| format!("cannot write the stats to {}", path.display()))
 }
 
 /// The lines printed once the network is up.
@@ -131,6 +147,54 @@ mod tests {
             }
             assert_eq!(lines.last(), Some(&"ready"));
             net.shutdown().await;
+        });
+    }
+
+    #[test]
+    fn stats_are_written_as_json_with_per_url_bytes() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("stats.json");
+        runtime.block_on(async {
+            let scenario = Scenario::new(1.0)
+                .hoster(tdmon_simnet::Hoster::new(
+                    "H",
+                    64500,
+                    "H B.V.",
+                    "127.31.0.0/24",
+                    1,
+                ))
+                .url(tdmon_simnet::UrlSpec::new("a", "/a.html", "H"));
+            let options = SimNetOptions::manual_clock().asn_db(dir.path().join("asn.mmdb"));
+            let net = SimNet::start(scenario, options).await.unwrap();
+            let addr = std::net::SocketAddr::from(([127, 31, 0, 1], net.http_port()));
+            let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+            stream
+                .write_all(b"GET /a.html HTTP/1.1\r\nHost: 127.31.0.1\r\nConnection: close\r\n\r\n")
+                .await
+                .unwrap();
+            let mut response = Vec::new();
+            stream.read_to_end(&mut response).await.unwrap();
+            assert!(response.starts_with(b"HTTP/1.1 200"));
+            let counters = net.counters();
+            let url = net.urls()[0].clone();
+            net.shutdown().await;
+            write_stats(&path, &counters.stats()).unwrap();
+
+            let json: serde_json::Value =
+                serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+            assert_eq!(json["requests"], 1);
+            assert_eq!(json["connections"], 1);
+            assert_eq!(json["urls"][&url]["requests"], 1);
+            assert_eq!(
+                json["urls"][&url]["bytes_sent"].as_u64(),
+                Some(response.len() as u64)
+            );
+            assert_eq!(json["bytes_sent"].as_u64(), Some(response.len() as u64));
         });
     }
 }
