@@ -31,6 +31,8 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite")
 
 /// How long a connection waits for another process's lock on the file.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+/// WAL pages written between automatic checkpoints.
+const WAL_AUTOCHECKPOINT_PAGES: u32 = 10_000;
 /// Read-only connections beside the writer; WAL lets them read while it writes.
 const READERS: u32 = 4;
 
@@ -95,7 +97,11 @@ impl SqliteStore {
             .clone()
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal);
+            .synchronous(SqliteSynchronous::Normal)
+            // One batch of observations rewrites more pages than the default
+            // checkpoint threshold (1,000), so nearly every commit paid for a
+            // checkpoint; let the WAL grow to about 40 MB between them.
+            .pragma("wal_autocheckpoint", WAL_AUTOCHECKPOINT_PAGES.to_string());
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .connect_with(writer_options)
