@@ -189,53 +189,47 @@ macro_rules! impl_store {
                     .iter()
                     .filter_map(|c| c.notice.notice_id.as_deref())
                     .collect();
-                for chunk in chunks_for(&ids, 1) {
-                    let mut qb = QueryBuilder::<Db>::new(
-                        "SELECT notice_id FROM notices WHERE notice_id IN (",
-                    );
-                    let mut list = qb.separated(", ");
-                    for id in chunk {
-                        list.push_bind(*id);
-                    }
-                    qb.push(")");
-                    let rows = qb
-                        .build()
-                        .fetch_all(&mut **tx)
-                        .await
-                        .map_err(StoreError::query("looking up stored notice ids"))?;
-                    for row in rows {
-                        let id: String = row
-                            .try_get(0)
-                            .map_err(StoreError::query("looking up stored notice ids"))?;
-                        stored.notice_ids.insert(id);
-                    }
+                let action = "looking up stored notice ids";
+                let statement = "SELECT notice_id FROM notices WHERE notice_id IN (";
+                for row in Self::fetch_listed(tx, statement, &ids, action).await? {
+                    let id: String = row.try_get(0).map_err(StoreError::query(action))?;
+                    stored.notice_ids.insert(id);
                 }
                 let urls: Vec<&str> = candidates.iter().map(|c| c.notice.url.as_str()).collect();
-                for chunk in chunks_for(&urls, 1) {
-                    let mut qb = QueryBuilder::<Db>::new(
-                        "SELECT url, notified_at FROM notices WHERE url IN (",
-                    );
-                    let mut list = qb.separated(", ");
-                    for url in chunk {
-                        list.push_bind(*url);
-                    }
-                    qb.push(")");
-                    let rows = qb
-                        .build()
-                        .fetch_all(&mut **tx)
-                        .await
-                        .map_err(StoreError::query("looking up stored notice URLs"))?;
-                    for row in rows {
-                        let url: String = row
-                            .try_get(0)
-                            .map_err(StoreError::query("looking up stored notice URLs"))?;
-                        let at: DbTime = row
-                            .try_get(1)
-                            .map_err(StoreError::query("looking up stored notice URLs"))?;
-                        stored.url_times.insert((url, from_db_time("notice time", at)?));
-                    }
+                let action = "looking up stored notice URLs";
+                let statement = "SELECT url, notified_at FROM notices WHERE url IN (";
+                for row in Self::fetch_listed(tx, statement, &urls, action).await? {
+                    let url: String = row.try_get(0).map_err(StoreError::query(action))?;
+                    let at: DbTime = row.try_get(1).map_err(StoreError::query(action))?;
+                    stored.url_times.insert((url, from_db_time("notice time", at)?));
                 }
                 Ok(stored)
+            }
+
+            /// Runs `statement` (which ends in `IN (`) over `values`, chunked
+            /// to the backend's bind limit, and returns every row.
+            async fn fetch_listed(
+                tx: &mut sqlx::Transaction<'static, Db>,
+                statement: &str,
+                values: &[&str],
+                action: &'static str,
+            ) -> Result<Vec<DbRow>, StoreError> {
+                let mut rows = Vec::new();
+                for chunk in chunks_for(values, 1) {
+                    let mut qb = QueryBuilder::<Db>::new(statement);
+                    let mut list = qb.separated(", ");
+                    for value in chunk {
+                        list.push_bind(*value);
+                    }
+                    qb.push(")");
+                    rows.extend(
+                        qb.build()
+                            .fetch_all(&mut **tx)
+                            .await
+                            .map_err(StoreError::query(action))?,
+                    );
+                }
+                Ok(rows)
             }
 
             pub(crate) async fn lease_due(
