@@ -48,7 +48,7 @@ use tdmon_core::notice::Notice;
 use tdmon_core::state::Rules;
 use tdmon_core::url::NormalizedUrl;
 use tdmon_core::{Observation, Outcome};
-use tdmon_store::{DueUrl, Store, StoreOptions};
+use tdmon_store::{Backend, DueUrl, Store, StoreOptions};
 use uuid::Uuid;
 
 const DEFAULT_POSTGRES: &str = "postgres://postgres@127.0.0.1:5432/test";
@@ -62,21 +62,6 @@ const SPREAD_DAYS: i64 = 90;
 const DUE_DAYS: i64 = 9;
 /// Distinct hosts among the URLs.
 const HOSTS: u64 = 40_000;
-
-/// The copy of the store's lease statements shown with EXPLAIN (the store
-/// keeps them private; keep these in step with `src/sqlite.rs` and
-/// `src/postgres.rs`).
-const SQLITE_LEASE_SQL: &str = "UPDATE urls SET lease_until = $2 WHERE url_id IN (\
-     SELECT url_id FROM urls \
-     WHERE next_check_at <= $1 AND (lease_until IS NULL OR lease_until < $1) \
-     ORDER BY next_check_at, url_id LIMIT $3) \
-     RETURNING url_id, url, host, next_purpose, next_check_at, baseline";
-const PG_LEASE_SQL: &str = "UPDATE urls SET lease_until = $2 WHERE url_id = ANY(ARRAY(\
-     SELECT url_id FROM urls \
-     WHERE next_check_at <= $1 AND (lease_until IS NULL OR lease_until < $1) \
-     ORDER BY next_check_at, url_id LIMIT $3 \
-     FOR UPDATE SKIP LOCKED)) \
-     RETURNING url_id, url, host, next_purpose, next_check_at, baseline";
 
 #[derive(Debug, Clone)]
 struct Args {
@@ -334,7 +319,8 @@ impl Probe for SqliteSizes {
     async fn lease_plan(&mut self, now: DateTime<Utc>) -> Result<String> {
         let until = now + TimeDelta::from_std(LEASE)?;
         let rows = sqlx::query(AssertSqlSafe(format!(
-            "EXPLAIN QUERY PLAN {SQLITE_LEASE_SQL}"
+            "EXPLAIN QUERY PLAN {}",
+            Backend::Sqlite.lease_statement()
         )))
         .bind(now.timestamp_micros())
         .bind(until.timestamp_micros())
@@ -403,7 +389,8 @@ impl Probe for PgSizes {
         let until = now + TimeDelta::from_std(LEASE)?;
         let mut plan = String::new();
         sqlx::query(AssertSqlSafe(format!(
-            "PREPARE bench_lease(timestamptz, timestamptz, bigint) AS {PG_LEASE_SQL}"
+            "PREPARE bench_lease(timestamptz, timestamptz, bigint) AS {}",
+            Backend::Postgres.lease_statement()
         )))
         .execute(&mut self.probe)
         .await?;

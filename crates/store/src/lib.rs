@@ -173,6 +173,17 @@ pub enum Backend {
     Postgres,
 }
 
+impl Backend {
+    /// The statement [`Store::lease_due`] runs on this backend (binds: now,
+    /// lease end, limit), for operators and benchmarks to EXPLAIN.
+    pub fn lease_statement(self) -> &'static str {
+        match self {
+            Backend::Sqlite => sqlite::LEASE_SQL,
+            Backend::Postgres => postgres::LEASE_SQL,
+        }
+    }
+}
+
 /// The store: SQLite or PostgreSQL, picked from the URL at run time. Cheap to
 /// clone (the pools are shared).
 #[derive(Clone)]

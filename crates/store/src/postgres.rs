@@ -33,7 +33,7 @@ const MAX_CONNECTIONS: u32 = 8;
 /// plan and the update a primary-key lookup, also in the generic plan that
 /// PostgreSQL may switch a prepared statement to; with `IN` the generic plan
 /// is a hash semi-join over a sequential scan of `urls`.
-const LEASE_SQL: &str = "UPDATE urls SET lease_until = $2 WHERE url_id = ANY(ARRAY(\
+pub(crate) const LEASE_SQL: &str = "UPDATE urls SET lease_until = $2 WHERE url_id = ANY(ARRAY(\
      SELECT url_id FROM urls \
      WHERE next_check_at <= $1 AND (lease_until IS NULL OR lease_until < $1) \
      ORDER BY next_check_at, url_id LIMIT $3 \

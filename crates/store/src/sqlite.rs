@@ -36,7 +36,7 @@ const WAL_AUTOCHECKPOINT_PAGES: u32 = 10_000;
 /// Read-only connections beside the writer; WAL lets them read while it writes.
 const READERS: u32 = 4;
 
-const LEASE_SQL: &str = "UPDATE urls SET lease_until = $2 WHERE url_id IN (\
+pub(crate) const LEASE_SQL: &str = "UPDATE urls SET lease_until = $2 WHERE url_id IN (\
      SELECT url_id FROM urls \
      WHERE next_check_at <= $1 AND (lease_until IS NULL OR lease_until < $1) \
      ORDER BY next_check_at, url_id LIMIT $3) \
