@@ -331,7 +331,8 @@ mod tests {
         let observation = |url_id| {
             serde_json::from_value::<Observation>(serde_json::json!({
                 "schema": 1, "job_id": Uuid::new_v4(), "url_id": url_id, "url": "http://a.sim.test/",
-                "worker": "w", "started_at": "2026-01-01T00:00:00Z", "duration_ms": 1,
+                "worker": "w", "started_at": "2026-01-01T00:00:00Z",
+                "answered_at": "2026-01-01T00:00:00.001Z", "duration_ms": 1,
                 "dns": {"outcome": "ok", "answers": []}, "ip": null, "asn": null, "as_org": null,
                 "hoster": null, "http": null, "tls_error": null, "fingerprint": null,
                 "outcome": "served", "verdict": "online"

@@ -23,6 +23,7 @@ fn observation(url_id: i64) -> Observation {
         url: "http://a.sim.test/x.html".into(),
         worker: "test".into(),
         started_at: Utc::now(),
+        answered_at: Utc::now(),
         duration_ms: 3,
         dns: DnsResult {
             outcome: DnsOutcome::Ok,

@@ -134,7 +134,12 @@ pub struct Observation {
     pub url: String,
     /// The worker's name, for tracing a figure back to where it was measured.
     pub worker: String,
+    /// When the check started: the earliest moment the answer can describe.
     pub started_at: DateTime<Utc>,
+    /// When the check had its answer (or gave up): the latest moment the
+    /// answer can describe. The server decided what to answer in between.
+    pub answered_at: DateTime<Utc>,
+    /// `answered_at - started_at`, in whole milliseconds, for people.
     pub duration_ms: u64,
     pub dns: DnsResult,
     /// The address actually connected to; `None` when no connection was made.
@@ -190,22 +195,48 @@ impl EventKind {
     }
 }
 
-/// The interval that holds the true takedown moment: (last_online, first_offline].
+/// The interval that holds the true moment of a change of state: from the
+/// start of the last check that saw the old state (excluded) to the answer of
+/// the first check that saw the new one (included). A check's answer describes
+/// some moment between its start and its answer, so the change happened in
+/// between, however long either check took.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Bracket {
-    /// The last online check before the non-online run; `None` when the URL was
-    /// never seen online (already offline at its first check).
-    pub last_online: Option<DateTime<Utc>>,
-    /// The first check of the confirmed non-online run: the takedown time.
-    pub first_offline: DateTime<Utc>,
+    /// `None` when no check saw the old state: a URL offline at its first
+    /// check, which was (presumably) served when the notice was sent.
+    pub from: Option<DateTime<Utc>>,
+    /// The answer of the first check that saw the new state: the time the
+    /// event is dated at.
+    pub to: DateTime<Utc>,
 }
 
 impl Bracket {
-    /// Whether `moment` lies in (last_online, first_offline]. A bracket with
-    /// no last online end (already offline at the first check) starts at
-    /// `notified_at`: the content was there when the notice was sent.
+    /// Whether `moment` lies in (from, to]; a bracket without `from` starts
+    /// at `notified_at`.
     pub fn holds(&self, moment: DateTime<Utc>, notified_at: DateTime<Utc>) -> bool {
-        self.last_online.unwrap_or(notified_at) < moment && moment <= self.first_offline
+        self.from.unwrap_or(notified_at) < moment && moment <= self.to
+    }
+}
+
+/// What confirmed a takedown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Evidence {
+    /// At least one check of the run proved the content gone (an offline
+    /// verdict); the bracket ends at the first such check.
+    Offline,
+    /// Only inconclusive checks, watched for longer than the inconclusive
+    /// limit; the bracket ends at the first check of that watched stretch,
+    /// which is an assumption, not a proof.
+    InconclusiveOnly,
+}
+
+impl Evidence {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Evidence::Offline => "offline",
+            Evidence::InconclusiveOnly => "inconclusive_only",
+        }
     }
 }
 
@@ -218,12 +249,17 @@ pub struct Event {
     pub url: String,
     pub notice_id: Option<String>,
     pub notified_at: DateTime<Utc>,
-    /// When the change was observed (the observation that caused it).
+    /// When the change happened at the latest: the late end of its bracket;
+    /// for `first_online` and `expired`, the start of the check that saw it.
     pub at: DateTime<Utc>,
-    /// Takedown and already_offline only.
+    /// Takedown, already_offline, reappeared and hoster_changed.
     pub bracket: Option<Bracket>,
-    /// `first_offline - notified_at`, in seconds; takedown and already_offline only.
-    pub time_to_takedown_s: Option<i64>,
+    /// What confirmed a takedown or already_offline.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evidence: Option<Evidence>,
+    /// `at - notified_at`, in seconds (to the microsecond); takedown and
+    /// already_offline only.
+    pub time_to_takedown_s: Option<f64>,
     pub hoster: Option<String>,
     pub asn: Option<u32>,
 }
@@ -236,15 +272,15 @@ mod tests {
     fn a_bracket_holds_what_lies_after_its_start_up_to_its_end() {
         let at = |s: i64| DateTime::UNIX_EPOCH + chrono::TimeDelta::seconds(s);
         let bracket = Bracket {
-            last_online: Some(at(10)),
-            first_offline: at(20),
+            from: Some(at(10)),
+            to: at(20),
         };
         assert!(!bracket.holds(at(10), at(0)));
         assert!(bracket.holds(at(11), at(0)));
         assert!(bracket.holds(at(20), at(0)));
         assert!(!bracket.holds(at(21), at(0)));
         let never_online = Bracket {
-            last_online: None,
+            from: None,
             ..bracket
         };
         assert!(never_online.holds(at(5), at(0)));

@@ -1,8 +1,16 @@
 //! Norms: removal deadlines counted from the notice time (24 hours in the Dutch
-//! code of conduct). A URL meets a norm when its first non-online check falls
-//! within it, misses it when it was still seen online at the deadline, and is
-//! undetermined otherwise: a bracket that straddles the deadline, or a URL not
-//! observed past it yet. Undetermined is counted apart, never guessed.
+//! code of conduct). A URL **meets** a norm when it was offline at the
+//! deadline: taken down within it and not back before it. It **misses** the
+//! norm when it was served at the deadline, and is **undetermined** when the
+//! checks cannot tell: the deadline falls inside a bracket, or after the
+//! latest check. Undetermined is counted apart, never guessed.
+//!
+//! What the checks tell, from a URL's offline episodes (docs/MEASUREMENT.md):
+//! - offline from a takedown's late end to the latest check that saw the
+//!   content gone;
+//! - served from the notice time (for a URL that was ever seen online and was
+//!   not already offline), or from a reappearance's late end, to the latest
+//!   online check before the next takedown.
 
 use std::fmt;
 use std::time::Duration;
@@ -11,7 +19,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use crate::message::Bracket;
+use crate::state::UrlState;
 
 /// How a URL fares against one norm.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -43,24 +51,27 @@ impl Norm {
         self.0
     }
 
-    /// Judges one URL: `takedown` is its first confirmed takedown, if any;
-    /// `last_online` its latest online check (used while no takedown is known).
-    pub fn judge(
-        self,
-        notified_at: DateTime<Utc>,
-        takedown: Option<&Bracket>,
-        last_online: Option<DateTime<Utc>>,
-    ) -> NormResult {
+    /// How one URL fares against this norm.
+    pub fn judge(self, state: &UrlState) -> NormResult {
+        let notified_at = state.subject.notified_at;
         let deadline = notified_at + self.0;
-        match takedown {
-            Some(bracket) if bracket.first_offline <= deadline => NormResult::Met,
-            // Never seen online: it was (presumably) up at the notice itself.
-            Some(bracket) if bracket.last_online.unwrap_or(notified_at) >= deadline => {
-                NormResult::Missed
+        let between = |from: DateTime<Utc>, to: DateTime<Utc>| from <= deadline && deadline <= to;
+        let mut served_from = (!state.already_offline).then_some(notified_at);
+        for episode in &state.episodes {
+            let takedown = &episode.takedown.bracket;
+            if let (Some(from), Some(last_online)) = (served_from, takedown.from)
+                && between(from, last_online)
+            {
+                return NormResult::Missed;
             }
-            Some(_) => NormResult::Undetermined,
-            None if last_online.is_some_and(|online| online >= deadline) => NormResult::Missed,
-            None => NormResult::Undetermined,
+            if between(takedown.to, episode.last_offline_at) {
+                return NormResult::Met;
+            }
+            served_from = episode.ended.map(|back| back.to);
+        }
+        match (served_from, state.last_online_at) {
+            (Some(from), Some(last_online)) if between(from, last_online) => NormResult::Missed,
+            _ => NormResult::Undetermined,
         }
     }
 }
@@ -126,57 +137,159 @@ impl Default for Norms {
 
 #[cfg(test)]
 mod tests {
+    use uuid::Uuid;
+
     use super::*;
+    use crate::message::{DnsOutcome, DnsResult, Observation, SchemaV1};
+    use crate::outcome::{Outcome, Verdict};
+    use crate::state::{Rules, Subject, advance};
 
     fn t0() -> DateTime<Utc> {
         "2026-05-01T12:00:00Z".parse().unwrap()
-    }
-
-    fn hours(h: i64) -> DateTime<Utc> {
-        t0() + TimeDelta::hours(h)
     }
 
     fn day() -> Norm {
         Norm(TimeDelta::hours(24))
     }
 
-    fn bracket(last_online: Option<i64>, first_offline: i64) -> Bracket {
-        Bracket {
-            last_online: last_online.map(hours),
-            first_offline: hours(first_offline),
+    /// A URL checked at the given hours (each check answered a second after
+    /// it started) with the given verdicts, under the default rules.
+    fn url(checks: &[(f64, Verdict)]) -> UrlState {
+        let rules = Rules::default();
+        let subject = Subject {
+            url_id: 1,
+            url: "http://a.test/x.jpg".into(),
+            notice_id: None,
+            notified_at: t0(),
+        };
+        let mut state = UrlState::new(subject, t0());
+        for &(hours, verdict) in checks {
+            let at = t0() + TimeDelta::seconds((hours * 3600.0) as i64);
+            let observation = Observation {
+                schema: SchemaV1,
+                job_id: Uuid::new_v4(),
+                url_id: 1,
+                url: String::new(),
+                worker: "t".into(),
+                started_at: at,
+                answered_at: at + TimeDelta::seconds(1),
+                duration_ms: 1000,
+                dns: DnsResult {
+                    outcome: DnsOutcome::Ok,
+                    answers: vec![],
+                },
+                ip: None,
+                asn: None,
+                as_org: None,
+                hoster: None,
+                cdn: false,
+                http: None,
+                tls_error: None,
+                fingerprint: None,
+                outcome: match verdict {
+                    Verdict::Online => Outcome::Served,
+                    Verdict::Offline => Outcome::HttpNotFound,
+                    Verdict::Inconclusive => Outcome::HttpServerError,
+                },
+                verdict,
+            };
+            state = advance(&state, &observation, at, &rules).0;
         }
+        state
+    }
+
+    use Verdict::{Inconclusive as I, Offline as X, Online as O};
+
+    #[test]
+    fn offline_at_the_deadline_after_a_takedown_within_it_meets_it() {
+        let state = url(&[(0.0, O), (20.0, X), (20.25, X), (20.5, X), (44.5, X)]);
+        assert_eq!(day().judge(&state), NormResult::Met);
+        // Taken down at 22h, confirmed at 22.5h, offline again at 46.5h.
+        let late = url(&[
+            (0.0, O),
+            (21.0, O),
+            (22.0, X),
+            (22.25, X),
+            (22.5, X),
+            (46.5, X),
+        ]);
+        assert_eq!(day().judge(&late), NormResult::Met);
     }
 
     #[test]
-    fn first_offline_within_the_norm_meets_it() {
-        let b = bracket(Some(20), 22);
-        assert_eq!(day().judge(t0(), Some(&b), None), NormResult::Met);
-        let exactly = bracket(Some(23), 24);
-        assert_eq!(day().judge(t0(), Some(&exactly), None), NormResult::Met);
+    fn a_takedown_not_yet_seen_past_the_deadline_is_undetermined() {
+        // Confirmed at 20.5h; the next check (a day later) has not happened yet.
+        let state = url(&[(0.0, O), (20.0, X), (20.25, X), (20.5, X)]);
+        assert_eq!(day().judge(&state), NormResult::Undetermined);
     }
 
     #[test]
-    fn online_at_the_deadline_misses_it() {
-        let b = bracket(Some(24), 25);
-        assert_eq!(day().judge(t0(), Some(&b), None), NormResult::Missed);
-        assert_eq!(day().judge(t0(), None, Some(hours(30))), NormResult::Missed);
+    fn content_back_before_the_deadline_does_not_meet_it() {
+        // Down at 5h, back at 10h (a reappearance recheck), served at 30h.
+        let state = url(&[
+            (0.0, O),
+            (5.0, X),
+            (5.25, X),
+            (5.5, X),
+            (10.0, O),
+            (30.0, O),
+        ]);
+        assert_eq!(state.reappearances(), 1);
+        assert_eq!(day().judge(&state), NormResult::Missed);
+        // Back before the deadline and down again for good before it: offline
+        // at the deadline, in an episode that started within it.
+        let again = url(&[
+            (0.0, O),
+            (5.0, X),
+            (5.25, X),
+            (5.5, X),
+            (10.0, O),
+            (12.0, X),
+            (12.25, X),
+            (12.5, X),
+            (36.5, X),
+        ]);
+        assert_eq!(day().judge(&again), NormResult::Met);
+    }
+
+    #[test]
+    fn served_at_the_deadline_misses_it() {
+        let state = url(&[(0.0, O), (30.0, O)]);
+        assert_eq!(day().judge(&state), NormResult::Missed);
+        let exactly = url(&[(0.0, O), (24.0, O), (25.0, X), (25.25, X), (25.5, X)]);
+        assert_eq!(day().judge(&exactly), NormResult::Missed);
     }
 
     #[test]
     fn a_bracket_straddling_the_deadline_is_undetermined() {
-        let b = bracket(Some(23), 25);
-        assert_eq!(day().judge(t0(), Some(&b), None), NormResult::Undetermined);
-        // Never seen online, first seen offline after the deadline: unknown when.
-        let late = bracket(None, 30);
-        assert_eq!(
-            day().judge(t0(), Some(&late), None),
-            NormResult::Undetermined
-        );
+        let state = url(&[(0.0, O), (23.0, O), (25.0, X), (25.25, X), (25.5, X)]);
+        assert_eq!(day().judge(&state), NormResult::Undetermined);
         // Still online, last seen before the deadline: not decided yet.
         assert_eq!(
-            day().judge(t0(), None, Some(hours(20))),
+            day().judge(&url(&[(0.0, O), (20.0, O)])),
             NormResult::Undetermined
         );
+        // Never seen online, first seen offline after the deadline.
+        assert_eq!(
+            day().judge(&url(&[(30.0, X), (30.25, X), (30.5, X)])),
+            NormResult::Undetermined
+        );
+    }
+
+    #[test]
+    fn a_run_of_inconclusive_checks_counts_as_offline_only_once_confirmed() {
+        let rules = Rules::default();
+        let mut checks = vec![(0.0, O)];
+        // 503s every half hour from 2h to 27h: confirmed at 26h, ending at 2h.
+        checks.extend((0..=50).map(|k| (2.0 + f64::from(k) * 0.5, I)));
+        let state = url(&checks);
+        let takedown = state.first_takedown().expect("confirmed");
+        assert_eq!(
+            takedown.evidence,
+            crate::message::Evidence::InconclusiveOnly
+        );
+        assert!(rules.confirmation.inconclusive_limit <= TimeDelta::hours(25));
+        assert_eq!(day().judge(&state), NormResult::Met);
     }
 
     #[test]

@@ -38,9 +38,9 @@ pub struct HosterRow {
     pub removed: usize,
     /// Per norm, in the order of the norms.
     pub norms: Vec<(String, NormCounts)>,
-    /// Kaplan-Meier median time to takedown, in seconds; `None` while fewer
-    /// than half are estimated removed.
-    pub median_time_to_takedown_s: Option<i64>,
+    /// Kaplan-Meier median time to takedown, in seconds (to the microsecond);
+    /// `None` while fewer than half are estimated removed.
+    pub median_time_to_takedown_s: Option<f64>,
     /// Served at the last conclusive check (expired ones included).
     pub still_online: usize,
     pub already_offline: usize,
@@ -82,7 +82,7 @@ fn row(hoster: String, group: &[&UrlState], norms: &Norms, total: f64) -> Hoster
         share: group.len() as f64 / total,
         removed: monitored
             .iter()
-            .filter(|s| s.first_takedown.is_some())
+            .filter(|s| s.first_takedown().is_some())
             .count(),
         norms: norms
             .iter()
@@ -90,26 +90,21 @@ fn row(hoster: String, group: &[&UrlState], norms: &Norms, total: f64) -> Hoster
             .collect(),
         median_time_to_takedown_s: KaplanMeier::estimate(&samples)
             .median()
-            .map(|t| t.num_seconds()),
-        still_online: group.iter().filter(|s| is_still_online(s)).count(),
+            .map(crate::state::seconds),
+        still_online: group.iter().filter(|s| s.is_served()).count(),
         already_offline: group.len() - monitored.len(),
-        reappeared: group.iter().filter(|s| s.reappearances > 0).count(),
+        reappeared: group.iter().filter(|s| s.reappearances() > 0).count(),
         hoster,
     }
 }
 
-/// Served at its last conclusive check: seen online, and no takedown since
-/// (also once monitoring has ended: an expired URL can be still online).
-fn is_still_online(state: &UrlState) -> bool {
-    state.last_online_at.is_some() && state.takedown.is_none()
-}
-
-/// Removed at the first non-online check, or censored at the last check.
+/// Removed at the late end of the first takedown's bracket, or censored at
+/// the last check.
 fn survival(state: &UrlState) -> Option<Survival> {
     let notified_at = state.subject.notified_at;
-    match state.first_takedown {
+    match state.first_takedown() {
         Some(takedown) => Some(Survival {
-            time: takedown.bracket.first_offline - notified_at,
+            time: takedown.bracket.to - notified_at,
             removed: true,
         }),
         None => state.last_check_at.map(|last| Survival {
@@ -122,12 +117,7 @@ fn survival(state: &UrlState) -> Option<Survival> {
 fn count(norm: Norm, states: &[&&UrlState]) -> NormCounts {
     let mut counts = NormCounts::default();
     for state in states {
-        let bracket = state.first_takedown.map(|t| t.bracket);
-        let last_online = match bracket {
-            Some(_) => None,
-            None => state.last_online_at,
-        };
-        match norm.judge(state.subject.notified_at, bracket.as_ref(), last_online) {
+        match norm.judge(state) {
             NormResult::Met => counts.met += 1,
             NormResult::Missed => counts.missed += 1,
             NormResult::Undetermined => counts.undetermined += 1,
@@ -169,6 +159,7 @@ mod tests {
                 url: String::new(),
                 worker: "t".into(),
                 started_at: at,
+                answered_at: at + TimeDelta::milliseconds(1),
                 duration_ms: 1,
                 dns: DnsResult {
                     outcome: DnsOutcome::Ok,
@@ -199,8 +190,8 @@ mod tests {
     #[test]
     fn rows_count_norms_medians_and_apart_cases() {
         let states = vec![
-            // Removed at 2h: meets 24h.
-            url(1, "A", &[(0, O), (120, X), (135, X), (150, X)]),
+            // Removed at 2h, still gone at 26h: meets 24h.
+            url(1, "A", &[(0, O), (120, X), (135, X), (150, X), (1560, X)]),
             // Still online at 30h: misses 24h, censored.
             url(2, "A", &[(0, O), (1800, O)]),
             // Already offline: apart.
@@ -225,7 +216,7 @@ mod tests {
             }
         );
         // One of two removed at 2h, the other censored at 30h: S(2h) = 0.5.
-        assert_eq!(rows[0].median_time_to_takedown_s, Some(7200));
+        assert_eq!(rows[0].median_time_to_takedown_s, Some(7200.001));
         assert_eq!(rows[1].hoster, "B");
         assert_eq!(rows[1].norms[0].1.undetermined, 1);
         assert_eq!(rows[1].median_time_to_takedown_s, None);

@@ -22,6 +22,8 @@ pub enum RuleError {
     HorizonTooShort { horizon: String, last: String },
     #[error("confirmation.checks must be at least 1")]
     NoConfirmationChecks,
+    #[error("confirmation.max_gap_factor must be at least 2, so that a recheck may run late")]
+    GapFactorTooSmall,
     #[error("{0} is too long to compute with")]
     TooLong(&'static str),
 }
@@ -90,9 +92,13 @@ pub struct ConfirmationConfig {
     #[serde(with = "crate::duration")]
     pub recheck_delay: Duration,
     /// A run of only inconclusive checks (no offline verdict) confirms once it
-    /// has lasted this long; before that it never does.
+    /// has been watched this long; before that it never does.
     #[serde(with = "crate::duration")]
     pub inconclusive_limit: Duration,
+    /// An inconclusive run counts as watched only while its consecutive checks
+    /// are at most this many `recheck_delay`s apart: a gap in tdmon's own
+    /// checking is never counted as time the URL was down.
+    pub max_gap_factor: u32,
 }
 
 impl Default for ConfirmationConfig {
@@ -102,6 +108,7 @@ impl Default for ConfirmationConfig {
             min_span: Duration::from_secs(30 * MINUTE),
             recheck_delay: Duration::from_secs(15 * MINUTE),
             inconclusive_limit: Duration::from_secs(DAY),
+            max_gap_factor: 4,
         }
     }
 }
@@ -124,6 +131,9 @@ pub struct Confirmation {
     pub min_span: TimeDelta,
     pub recheck_delay: TimeDelta,
     pub inconclusive_limit: TimeDelta,
+    /// `max_gap_factor * recheck_delay`: the widest gap between two checks of
+    /// a watched inconclusive run.
+    pub max_gap: TimeDelta,
 }
 
 fn delta(duration: Duration, name: &'static str) -> Result<TimeDelta, RuleError> {
@@ -195,14 +205,24 @@ impl TryFrom<ConfirmationConfig> for Confirmation {
         if config.checks == 0 {
             return Err(RuleError::NoConfirmationChecks);
         }
+        if config.max_gap_factor < 2 {
+            return Err(RuleError::GapFactorTooSmall);
+        }
+        let recheck_delay = positive(config.recheck_delay, "confirmation.recheck_delay")?;
+        let max_gap = config
+            .recheck_delay
+            .checked_mul(config.max_gap_factor)
+            .ok_or(RuleError::TooLong("confirmation.max_gap_factor"))
+            .and_then(|gap| delta(gap, "confirmation.max_gap_factor"))?;
         Ok(Self {
             checks: config.checks,
             min_span: delta(config.min_span, "confirmation.min_span")?,
-            recheck_delay: positive(config.recheck_delay, "confirmation.recheck_delay")?,
+            recheck_delay,
             inconclusive_limit: positive(
                 config.inconclusive_limit,
                 "confirmation.inconclusive_limit",
             )?,
+            max_gap,
         })
     }
 }

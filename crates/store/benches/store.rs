@@ -745,6 +745,8 @@ fn observe(rng: &mut Rng, due: &DueUrl, now: DateTime<Utc>) -> Observation {
         _ => Outcome::TlsFailure,
     };
     let dns_ok = outcome != Outcome::DnsNxdomain;
+    let started_at = now - TimeDelta::milliseconds(rng.below(4_000) as i64);
+    let duration_ms = 40 + rng.below(3_000);
     let connected = dns_ok && outcome != Outcome::ConnectTimeout;
     let answers: Vec<IpAddr> = if dns_ok {
         let extra = rng.below(3) as u32;
@@ -817,8 +819,9 @@ fn observe(rng: &mut Rng, due: &DueUrl, now: DateTime<Utc>) -> Observation {
         url_id: due.url_id,
         url: due.url.clone(),
         worker: format!("worker-{:02}", rng.below(8)),
-        started_at: now - TimeDelta::milliseconds(rng.below(4_000) as i64),
-        duration_ms: 40 + rng.below(3_000),
+        started_at,
+        answered_at: started_at + TimeDelta::milliseconds(duration_ms as i64),
+        duration_ms,
         dns: DnsResult {
             outcome: if dns_ok {
                 DnsOutcome::Ok

@@ -358,6 +358,7 @@ macro_rules! impl_store {
                     if seen.insert(obs.job_id) {
                         let mut obs = obs.clone();
                         obs.started_at = micros(obs.started_at);
+                        obs.answered_at = micros(obs.answered_at);
                         batch.push(obs);
                     } else {
                         applied.duplicates += 1;
@@ -404,10 +405,10 @@ macro_rules! impl_store {
                 applied.unknown_url = unknown.iter().map(|o| o.job_id).collect();
 
                 let mut inserted = HashSet::with_capacity(known.len());
-                for chunk in chunks_for(&known, 25) {
+                for chunk in chunks_for(&known, 26) {
                     let mut qb = QueryBuilder::<Db>::new(
                         "INSERT INTO observations (job_id, url_id, url, worker, started_at, \
-                         duration_ms, dns_outcome, dns_answers, ip, asn, as_org, hoster, cdn, \
+                         answered_at, duration_ms, dns_outcome, dns_answers, ip, asn, as_org, hoster, cdn, \
                          http_status, content_type, content_length, etag, last_modified, \
                          location, redirects, tls_error, fingerprint, outcome, verdict, \
                          stored_at) ",
@@ -419,6 +420,7 @@ macro_rules! impl_store {
                             .push_bind(c.url)
                             .push_bind(c.worker)
                             .push_bind(db_time(c.started_at))
+                            .push_bind(db_time(c.answered_at))
                             .push_bind(c.duration_ms)
                             .push_bind(c.dns_outcome)
                             .push_bind(Json(c.dns_answers))
@@ -464,14 +466,28 @@ macro_rules! impl_store {
                     list.sort_by_key(|o| (o.started_at, o.job_id));
                     let before = states.remove(&url_id).expect("known URLs have a state");
                     let mut state = before.clone();
-                    for obs in list {
+                    for obs in &list {
                         let (next, events) = advance(&state, obs, now, rules);
                         state = next;
                         applied.events.extend(events);
                     }
                     if state == before {
-                        // Only ignored observations (stale, or not checked):
-                        // the URL's plan and its lease stay as they are.
+                        // Only ignored observations. A check that never
+                        // contacted its host gives its URL back for an
+                        // immediate re-dispatch; a stale one (older than the
+                        // last applied check) leaves the lease to whoever
+                        // holds it now.
+                        let gave_up = list.iter().any(|o| {
+                            o.outcome == Outcome::NotChecked
+                                && before.last_check_at.is_none_or(|last| o.started_at > last)
+                        });
+                        if gave_up {
+                            sqlx::query("UPDATE urls SET lease_until = NULL WHERE url_id = $1")
+                                .bind(url_id)
+                                .execute(&mut *tx)
+                                .await
+                                .map_err(StoreError::query("releasing unchecked URLs"))?;
+                        }
                         continue;
                     }
                     sqlx::query(
@@ -610,7 +626,8 @@ macro_rules! impl_store {
                 url_id: UrlId,
             ) -> Result<Vec<Observation>, StoreError> {
                 let rows = sqlx::query(
-                    "SELECT job_id, url_id, url, worker, started_at, duration_ms, dns_outcome, \
+                    "SELECT job_id, url_id, url, worker, started_at, answered_at, duration_ms, \
+                     dns_outcome, \
                      dns_answers, ip, asn, as_org, hoster, cdn, http_status, content_type, \
                      content_length, etag, last_modified, location, redirects, tls_error, \
                      fingerprint, outcome, verdict \
@@ -705,6 +722,7 @@ macro_rules! impl_store {
                 url: get(row, "url")?,
                 worker: get(row, "worker")?,
                 started_at: from_db_time(&what, get(row, "started_at")?)?,
+                answered_at: from_db_time(&what, get(row, "answered_at")?)?,
                 duration_ms: get(row, "duration_ms")?,
                 dns_outcome: get(row, "dns_outcome")?,
                 dns_answers: json_value(row, "dns_answers", &what)?,

@@ -54,8 +54,8 @@ fn to_u64(what: &str, value: i64) -> Result<u64, StoreError> {
     u64::try_from(value).map_err(|_| StoreError::corrupt(what, format!("negative value {value}")))
 }
 
-/// One observation as column values, times aside (`started_at` is
-/// converted by the backend).
+/// One observation as column values, times aside (`started_at` and
+/// `answered_at` are converted by the backend).
 #[derive(Debug, Clone)]
 pub(crate) struct ObservationColumns {
     pub job_id: Uuid,
@@ -63,6 +63,7 @@ pub(crate) struct ObservationColumns {
     pub url: String,
     pub worker: String,
     pub started_at: DateTime<Utc>,
+    pub answered_at: DateTime<Utc>,
     pub duration_ms: i64,
     pub dns_outcome: String,
     pub dns_answers: Value,
@@ -93,6 +94,7 @@ impl ObservationColumns {
             url: obs.url.clone(),
             worker: obs.worker.clone(),
             started_at: micros(obs.started_at),
+            answered_at: micros(obs.answered_at),
             duration_ms: to_i64(obs.duration_ms),
             dns_outcome: name_of(&obs.dns.outcome),
             dns_answers: to_json(&obs.dns.answers),
@@ -150,6 +152,7 @@ impl ObservationColumns {
             url: self.url,
             worker: self.worker,
             started_at: self.started_at,
+            answered_at: self.answered_at,
             duration_ms: to_u64(&what, self.duration_ms)?,
             dns: DnsResult {
                 outcome: parse_name(&what, &self.dns_outcome)?,

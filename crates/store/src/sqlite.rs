@@ -15,7 +15,7 @@ use sqlx::types::Json;
 use sqlx::{QueryBuilder, Row};
 use tdmon_core::notice::Notice;
 use tdmon_core::state::{Phase, Rules, Subject, UrlState, advance};
-use tdmon_core::{Event, Observation, UrlId};
+use tdmon_core::{Event, Observation, Outcome, UrlId};
 use uuid::Uuid;
 
 use crate::backend::{Candidate, StoredKeys, count, lease_end, phase_rank};

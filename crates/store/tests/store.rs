@@ -26,6 +26,7 @@ on_both_backends!(
     concurrent_leases_never_share_a_url,
     concurrent_adds_store_each_notice_once,
     applying_an_observation_twice_changes_nothing,
+    a_check_that_did_not_look_gives_its_url_back,
     observations_advance_to_a_takedown_and_fill_the_outbox,
     observations_of_unknown_urls_are_reported_not_stored,
     observations_round_trip_every_field,
@@ -68,6 +69,7 @@ fn observe(url_id: UrlId, at: DateTime<Utc>, verdict: Verdict) -> Observation {
         url: format!("http://files.sim.test/{url_id}.jpg"),
         worker: "w1".into(),
         started_at: at,
+        answered_at: at + TimeDelta::milliseconds(12),
         duration_ms: 12,
         dns: DnsResult {
             outcome: DnsOutcome::Ok,
@@ -440,6 +442,56 @@ async fn applying_an_observation_twice_changes_nothing(db: &TestDb) {
     assert_eq!(db.store.observations(url_id).await.unwrap().len(), 2);
 }
 
+async fn a_check_that_did_not_look_gives_its_url_back(db: &TestDb) {
+    let ids = add(db, &[("n1", t0())], t0()).await;
+    let url_id = ids[0];
+    let rules = Rules::default();
+    assert_eq!(db.store.lease_due(t0(), 10, LEASE).await.unwrap().len(), 1);
+    let mut not_checked = observe(url_id, minutes(1), Verdict::Inconclusive);
+    not_checked.outcome = Outcome::NotChecked;
+    let applied = db
+        .store
+        .apply_observations(&[not_checked], minutes(2), &rules)
+        .await
+        .unwrap();
+    assert_eq!(applied.new, 1, "stored all the same");
+    let again = db.store.lease_due(minutes(2), 10, LEASE).await.unwrap();
+    assert_eq!(again.len(), 1, "due again at once, not after the lease");
+    assert_eq!(again[0].purpose, Purpose::Baseline);
+
+    // A stale one (older than the last applied check) leaves the lease of
+    // the job in flight alone.
+    db.store
+        .apply_observations(
+            &[observe(url_id, minutes(3), Verdict::Online)],
+            minutes(3),
+            &rules,
+        )
+        .await
+        .unwrap();
+    let next = db.store.states(&[url_id]).await.unwrap()[0]
+        .next_check
+        .unwrap();
+    assert_eq!(
+        db.store.lease_due(next.at, 10, LEASE).await.unwrap().len(),
+        1
+    );
+    let mut stale = observe(url_id, minutes(2), Verdict::Inconclusive);
+    stale.outcome = Outcome::NotChecked;
+    db.store
+        .apply_observations(&[stale], next.at, &rules)
+        .await
+        .unwrap();
+    assert!(
+        db.store
+            .lease_due(next.at, 10, LEASE)
+            .await
+            .unwrap()
+            .is_empty(),
+        "still leased"
+    );
+}
+
 async fn observations_advance_to_a_takedown_and_fill_the_outbox(db: &TestDb) {
     let added = db
         .store
@@ -468,13 +520,11 @@ async fn observations_advance_to_a_takedown_and_fill_the_outbox(db: &TestDb) {
     assert_eq!(kinds, [EventKind::FirstOnline, EventKind::Takedown]);
     let takedown = &applied.events[1];
     let bracket = takedown.bracket.unwrap();
-    assert_eq!(bracket.last_online, Some(t0()));
+    assert_eq!(bracket.from, Some(t0()));
     // The late end is when the first offline check had its answer (12 ms).
-    assert_eq!(
-        bracket.first_offline,
-        minutes(60) + TimeDelta::milliseconds(12)
-    );
-    assert_eq!(takedown.time_to_takedown_s, Some(3600));
+    assert_eq!(bracket.to, minutes(60) + TimeDelta::milliseconds(12));
+    assert_eq!(takedown.at, bracket.to);
+    assert_eq!(takedown.time_to_takedown_s, Some(3600.012));
     assert_eq!(takedown.notice_id.as_deref(), Some("N-1"));
     assert_eq!(takedown.hoster.as_deref(), Some("HostA"));
 
@@ -561,6 +611,7 @@ async fn observations_round_trip_every_field(db: &TestDb) {
         Verdict::Offline,
     );
     full.worker = "worker-7".into();
+    full.answered_at = full.started_at + TimeDelta::nanoseconds(1_234_567_891);
     full.duration_ms = 1234;
     full.dns = DnsResult {
         outcome: DnsOutcome::Ok,
@@ -609,6 +660,7 @@ async fn observations_round_trip_every_field(db: &TestDb) {
         .unwrap();
     let mut expected_full = full;
     expected_full.started_at = minutes(1) + TimeDelta::microseconds(987_654);
+    expected_full.answered_at = minutes(1) + TimeDelta::microseconds(2_222_222);
     assert_eq!(
         db.store.observations(url_id).await.unwrap(),
         [expected_full, bare]

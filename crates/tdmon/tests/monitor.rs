@@ -292,7 +292,7 @@ fn assert_brackets_hold(states: &[UrlState], truth: &[UrlTruth], watched_until: 
             .iter()
             .find(|s| s.subject.url == t.url)
             .unwrap_or_else(|| panic!("{} is monitored", t.url));
-        match (state.first_takedown, t.went_down) {
+        match (state.first_takedown(), t.went_down) {
             _ if t.already_removed => {
                 assert!(state.already_offline, "{}: already offline", t.url);
             }
@@ -389,16 +389,16 @@ async fn kill_and_resume(store: TestStore) {
             .unwrap_or_else(|| panic!("{path} is monitored"))
     };
     assert_eq!(
-        by_url("/p/10.html").reappearances,
+        by_url("/p/10.html").reappearances(),
         1,
         "the flapping URL came back"
     );
     assert!(
-        by_url("/img/21.jpg").first_takedown.is_some(),
+        by_url("/img/21.jpg").first_takedown().is_some(),
         "soft removal found"
     );
     assert!(
-        by_url("/p/7.html").first_takedown.is_some(),
+        by_url("/p/7.html").first_takedown().is_some(),
         "DNS takedown found"
     );
     let moved = by_url("/moving.html");
@@ -510,7 +510,7 @@ async fn a_malformed_notice_file_is_reported_and_the_valid_lines_are_monitored()
     );
     let removed = states.iter().find(|s| s.subject.url == urls[1]).unwrap();
     assert!(
-        removed.first_takedown.is_some(),
+        removed.first_takedown().is_some(),
         "the valid lines are monitored"
     );
     db.close().await;

@@ -195,6 +195,11 @@ impl Checker {
             .ip
             .or(trace.chosen)
             .or_else(|| trace.dns.answers.first().copied());
+        // When the check had its answer (or gave up), on the same clock as its
+        // start: every bracket ends at an answer.
+        let took = start.elapsed();
+        let answered_at =
+            started_at + chrono::TimeDelta::from_std(took).unwrap_or(chrono::TimeDelta::MAX);
         let attribution = attributed.map(|ip| inner.attributor.attribute(ip));
         let verdict = inner.verdicts.verdict(outcome);
         tracing::debug!(%outcome, %verdict, "checked");
@@ -205,7 +210,8 @@ impl Checker {
             url: job.url.clone(),
             worker: inner.settings.name.clone(),
             started_at,
-            duration_ms: u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX),
+            answered_at,
+            duration_ms: u64::try_from(took.as_millis()).unwrap_or(u64::MAX),
             dns: trace.dns,
             ip: trace.ip,
             asn: attribution.as_ref().and_then(|a| a.asn),

@@ -357,8 +357,8 @@ async fn progress(totals: Arc<watch::Receiver<Totals>>, shutdown: CancellationTo
 }
 
 /// Formats a time to takedown in simulated hours (the demo's time is compressed).
-fn sim_hours(real_seconds: i64) -> String {
-    format!("{:.1}h", real_seconds as f64 * TIME_SCALE / HOUR as f64)
+fn sim_hours(real_seconds: f64) -> String {
+    format!("{:.1}h", real_seconds * TIME_SCALE / HOUR as f64)
 }
 
 fn table(rows: &[HosterRow]) -> String {
@@ -449,13 +449,13 @@ fn accuracy(
             .filter(|back| state.last_check_at.is_some_and(|last| last > *back))
         {
             returns_true += 1;
-            if state.reappearances > 0 {
+            if state.reappearances() > 0 {
                 returns += 1;
             } else {
                 problems.push(format!("{}: return at {} not seen", t.url, stamp(back)));
             }
         }
-        match (state.first_takedown, t.went_down) {
+        match (state.first_takedown(), t.went_down) {
             (Some(takedown), Some(down)) => {
                 brackets += 1;
                 let bracket = takedown.bracket;
@@ -466,8 +466,8 @@ fn accuracy(
                         "{}: true takedown {} outside the bracket ({}, {}]",
                         t.url,
                         stamp(down),
-                        bracket.last_online.map_or("notice".into(), stamp),
-                        stamp(bracket.first_offline)
+                        bracket.from.map_or("notice".into(), stamp),
+                        stamp(bracket.to)
                     ));
                 }
             }
