@@ -159,6 +159,16 @@ pub struct Observation {
 }
 
 impl Observation {
+    /// An address was there to attribute (the one connected to, or a DNS
+    /// answer), but no database or override named its network: counted and
+    /// shown, because such a check is missing from every hoster's figures.
+    pub fn is_unattributed(&self) -> bool {
+        self.outcome != Outcome::NotChecked
+            && self.asn.is_none()
+            && self.hoster.is_none()
+            && (self.ip.is_some() || !self.dns.answers.is_empty())
+    }
+
     /// The attribution carried by this observation, if it has any.
     pub fn attribution(&self) -> Option<Attribution> {
         (self.asn.is_some() || self.hoster.is_some()).then(|| Attribution {

@@ -471,7 +471,7 @@ struct Report {
     /// URLs per second of each `add_notices` call.
     load_rates: Vec<f64>,
     after_load: Sizes,
-    due_at_start: u64,
+    due_at_start: tdmon_store::Capped,
     /// The leases at the start (ms), in order.
     leases: Vec<f64>,
     /// The leases of the write rounds (ms).
@@ -930,8 +930,12 @@ fn render(args: &Args, reports: &[Report]) -> String {
     line(&mut out, "bytes per URL (whole database)", &|r| {
         thousands(r.after_load.total as f64 / r.urls as f64)
     });
-    line(&mut out, "due at now (status.due_now)", &|r| {
-        thousands(r.due_at_start as f64)
+    line(&mut out, "due at now (status.due_now, capped)", &|r| {
+        format!(
+            "{}{}",
+            thousands(r.due_at_start.count as f64),
+            if r.due_at_start.more { "+" } else { "" }
+        )
     });
     line(
         &mut out,

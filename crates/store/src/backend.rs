@@ -16,7 +16,7 @@
 //!
 //! SQL uses `$N` placeholders, which both backends read.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
@@ -172,6 +172,9 @@ macro_rules! impl_store {
                         .await
                         .map_err(StoreError::query("inserting monitored URLs"))?;
                 }
+                let mut counts = Counts::default();
+                counts.add(phase_counter(Phase::Pending), states.len() as i64);
+                Self::bump(&mut tx, &counts).await?;
                 tx.commit()
                     .await
                     .map_err(StoreError::query("committing new notices"))?;
@@ -230,6 +233,27 @@ macro_rules! impl_store {
                     );
                 }
                 Ok(rows)
+            }
+
+            /// Adds `counts` to the counters, in the caller's transaction.
+            async fn bump(
+                tx: &mut sqlx::Transaction<'static, Db>,
+                counts: &Counts,
+            ) -> Result<(), StoreError> {
+                let shard = counter_shard();
+                for (name, delta) in counts.changed() {
+                    sqlx::query(
+                        "INSERT INTO counters (name, shard, value) VALUES ($1, $2, $3) \
+                         ON CONFLICT (name, shard) DO UPDATE SET value = counters.value + $3",
+                    )
+                    .bind(name)
+                    .bind(shard)
+                    .bind(delta)
+                    .execute(&mut **tx)
+                    .await
+                    .map_err(StoreError::query("updating counters"))?;
+                }
+                Ok(())
             }
 
             pub(crate) async fn lease_due(
@@ -458,10 +482,13 @@ macro_rules! impl_store {
                 applied.new = inserted.len();
                 applied.duplicates += known.len() - inserted.len();
 
+                let mut counts = Counts::default();
                 let mut per_url: BTreeMap<UrlId, Vec<&Observation>> = BTreeMap::new();
                 for obs in known.iter().filter(|o| inserted.contains(&o.job_id)) {
                     per_url.entry(obs.url_id).or_default().push(obs);
+                    counts.add(UNATTRIBUTED, i64::from(obs.is_unattributed()));
                 }
+                counts.add(OBSERVATIONS, inserted.len() as i64);
                 for (url_id, mut list) in per_url {
                     list.sort_by_key(|o| (o.started_at, o.job_id));
                     let before = states.remove(&url_id).expect("known URLs have a state");
@@ -489,6 +516,10 @@ macro_rules! impl_store {
                                 .map_err(StoreError::query("releasing unchecked URLs"))?;
                         }
                         continue;
+                    }
+                    if state.phase != before.phase {
+                        counts.add(phase_counter(before.phase), -1);
+                        counts.add(phase_counter(state.phase), 1);
                     }
                     sqlx::query(
                         "UPDATE urls SET state = $1, phase = $2, next_check_at = $3, \
@@ -524,6 +555,8 @@ macro_rules! impl_store {
                         .await
                         .map_err(StoreError::query("appending events to the outbox"))?;
                 }
+                counts.add(EVENTS, applied.events.len() as i64);
+                Self::bump(&mut tx, &counts).await?;
                 tx.commit()
                     .await
                     .map_err(StoreError::query("committing observations"))?;
@@ -644,39 +677,55 @@ macro_rules! impl_store {
                 let now = db_time(micros(now));
                 let read = || StoreError::query("reading status counts");
                 let mut status = Status::default();
-                let rows = sqlx::query("SELECT phase, COUNT(*) AS n FROM urls GROUP BY phase")
+                let rows = sqlx::query("SELECT name, CAST(SUM(value) AS BIGINT) AS n FROM counters GROUP BY name")
                     .fetch_all(&self.reader)
                     .await
                     .map_err(read())?;
                 for row in &rows {
-                    let phase: String = row.try_get("phase").map_err(read())?;
-                    let n: i64 = row.try_get("n").map_err(read())?;
-                    let phase: Phase = parse_name("phase", &phase)?;
-                    status.by_phase.push((phase, count(n)));
+                    let name: String = row.try_get("name").map_err(read())?;
+                    let n = count(row.try_get::<i64, _>("n").map_err(read())?);
+                    match name.as_str() {
+                        OBSERVATIONS => status.observations = n,
+                        EVENTS => status.events = n,
+                        UNATTRIBUTED => status.unattributed = n,
+                        _ => {
+                            let phase = name.strip_prefix("urls:").ok_or_else(|| {
+                                StoreError::corrupt("counters", format!("unknown counter {name:?}"))
+                            })?;
+                            let phase: Phase = parse_name("phase counter", phase)?;
+                            if n > 0 {
+                                status.by_phase.push((phase, n));
+                            }
+                        }
+                    }
                 }
                 status.by_phase.sort_by_key(|(phase, _)| phase_rank(*phase));
 
-                let count_rows = |sql: &'static str, bind_now: bool| {
+                // Time-dependent counts cannot be kept; they are counted up
+                // to a cap, which keeps them cheap at any size.
+                let capped = |sql: &'static str| {
                     let pool = self.reader.clone();
                     async move {
-                        let query = sqlx::query(sql);
-                        let query = if bind_now { query.bind(now) } else { query };
-                        let row = query.fetch_one(&pool).await.map_err(read())?;
-                        let n: i64 = row.try_get(0).map_err(read())?;
-                        Ok::<u64, StoreError>(count(n))
+                        let row = sqlx::query(sql)
+                            .bind(now)
+                            .bind(to_i64(STATUS_CAP + 1))
+                            .fetch_one(&pool)
+                            .await
+                            .map_err(read())?;
+                        let n = count(row.try_get::<i64, _>(0).map_err(read())?);
+                        Ok::<Capped, StoreError>(Capped::of(n))
                     }
                 };
-                status.due_now = count_rows(
-                    "SELECT COUNT(*) FROM urls WHERE next_check_at <= $1 \
-                     AND (lease_until IS NULL OR lease_until < $1)",
-                    true,
+                status.due_now = capped(
+                    "SELECT COUNT(*) FROM (SELECT 1 FROM urls WHERE next_check_at <= $1 \
+                     AND (lease_until IS NULL OR lease_until < $1) LIMIT $2) AS due",
                 )
                 .await?;
-                status.leased =
-                    count_rows("SELECT COUNT(*) FROM urls WHERE lease_until >= $1", true).await?;
-                status.observations =
-                    count_rows("SELECT COUNT(*) FROM observations", false).await?;
-                status.events = count_rows("SELECT COUNT(*) FROM events", false).await?;
+                status.leased = capped(
+                    "SELECT COUNT(*) FROM (SELECT 1 FROM urls WHERE lease_until >= $1 LIMIT $2) \
+                     AS leased",
+                )
+                .await?;
                 let next = sqlx::query(
                     "SELECT next_check_at FROM urls WHERE next_check_at IS NOT NULL \
                      AND (lease_until IS NULL OR lease_until < $1) \
@@ -802,6 +851,41 @@ pub(crate) fn lease_end(now: DateTime<Utc>, lease: Duration) -> DateTime<Utc> {
     let lease = TimeDelta::from_std(lease).map_or(century, |d| d.min(century));
     micros(now + lease)
 }
+
+/// Counter names (see the `counters` migration).
+pub(crate) const OBSERVATIONS: &str = "observations";
+pub(crate) const EVENTS: &str = "events";
+pub(crate) const UNATTRIBUTED: &str = "unattributed";
+
+pub(crate) fn phase_counter(phase: Phase) -> &'static str {
+    match phase {
+        Phase::Pending => "urls:pending",
+        Phase::Unseen => "urls:unseen",
+        Phase::Online => "urls:online",
+        Phase::Offline => "urls:offline",
+        Phase::Expired => "urls:expired",
+    }
+}
+
+/// Counter changes of one transaction.
+#[derive(Default)]
+pub(crate) struct Counts(BTreeMap<&'static str, i64>);
+
+impl Counts {
+    pub fn add(&mut self, name: &'static str, delta: i64) {
+        *self.0.entry(name).or_default() += delta;
+    }
+
+    pub fn changed(&self) -> impl Iterator<Item = (&'static str, i64)> + '_ {
+        self.0
+            .iter()
+            .filter(|(_, d)| **d != 0)
+            .map(|(n, d)| (*n, *d))
+    }
+}
+
+/// Counts of rows that depend on the time are made up to this many.
+pub(crate) const STATUS_CAP: u64 = 10_000;
 
 pub(crate) fn count(n: i64) -> u64 {
     u64::try_from(n).unwrap_or(0)

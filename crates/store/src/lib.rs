@@ -31,14 +31,16 @@
 //!
 //! # Schema
 //!
-//! Four tables, the same columns on both backends (see the migrations):
+//! Five tables, the same columns on both backends (see the migrations):
 //! `notices` (every notice as received), `urls` (one per notice, `url_id` =
 //! the notice's row id: the [`UrlState`] snapshot as JSON plus `phase`,
 //! `next_check_at`, `next_purpose`, `lease_until` and `host` for queries),
 //! `observations` (append-only, every field of an [`Observation`] as a column,
 //! DNS answers and the redirect chain as JSON, unique `job_id`) and `events`
 //! (the outbox: the [`Event`] as JSON with `kind`, `at`, `url_id` and a
-//! `published` flag). SQLite stores times as integer microseconds since the
+//! `published` flag), and `counters` (counts kept in the transactions that
+//! change them, so that [`Store::status`] costs the same at any size).
+//! SQLite stores times as integer microseconds since the
 //! Unix epoch and JSON as text; PostgreSQL uses `timestamptz`, `jsonb` and
 //! `uuid`.
 //!
@@ -151,19 +153,48 @@ pub struct Applied {
     pub events: Vec<Event>,
 }
 
-/// Counts for operators.
+/// Counts for operators. Every count is kept as it changes, so reading them
+/// costs the same at any size; the two that depend on the time are counted
+/// up to a cap instead.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Status {
     /// URLs per phase, phases without URLs left out, in [`Phase`] order.
     pub by_phase: Vec<(Phase, u64)>,
     /// URLs due now and not leased.
-    pub due_now: u64,
+    pub due_now: Capped,
     /// URLs whose lease has not run out.
-    pub leased: u64,
+    pub leased: Capped,
     /// The earliest next check among URLs not leased.
     pub next_due: Option<DateTime<Utc>>,
     pub observations: u64,
+    /// Observations with an address that no database or override attributed:
+    /// checks missing from every hoster's figures.
+    pub unattributed: u64,
     pub events: u64,
+}
+
+/// A count made up to a cap: `10000+` when there are more.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Capped {
+    pub count: u64,
+    /// There are more than `count`.
+    pub more: bool,
+}
+
+impl Capped {
+    /// `n` rows counted with a limit of one more than the cap.
+    pub(crate) fn of(n: u64) -> Self {
+        Self {
+            count: n.min(backend::STATUS_CAP),
+            more: n > backend::STATUS_CAP,
+        }
+    }
+}
+
+impl fmt::Display for Capped {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}{}", self.count, if self.more { "+" } else { "" })
+    }
 }
 
 /// Which database a [`Store`] runs on.

@@ -18,9 +18,14 @@ use tdmon_core::state::{Phase, Rules, Subject, UrlState, advance};
 use tdmon_core::{Event, Observation, Outcome, UrlId};
 use uuid::Uuid;
 
-use crate::backend::{Candidate, StoredKeys, count, lease_end, phase_rank};
-use crate::codec::{ObservationColumns, chunks_for, from_json, micros, name_of, parse_name};
-use crate::{AddedNotices, Applied, DueUrl, DuplicateReason, Status, StoreError, mask_url};
+use crate::backend::{
+    Candidate, Counts, EVENTS, OBSERVATIONS, STATUS_CAP, StoredKeys, UNATTRIBUTED, count,
+    lease_end, phase_counter, phase_rank,
+};
+use crate::codec::{
+    ObservationColumns, chunks_for, from_json, micros, name_of, parse_name, to_i64,
+};
+use crate::{AddedNotices, Applied, Capped, DueUrl, DuplicateReason, Status, StoreError, mask_url};
 
 type Db = sqlx::Sqlite;
 type DbRow = SqliteRow;
@@ -134,6 +139,11 @@ impl std::fmt::Debug for SqliteStore {
             .field("url", &self.url)
             .finish()
     }
+}
+
+/// One writer at a time: one counter row each.
+fn counter_shard() -> i32 {
+    0
 }
 
 impl_store!(SqliteStore);

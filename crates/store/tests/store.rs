@@ -31,6 +31,7 @@ on_both_backends!(
     observations_of_unknown_urls_are_reported_not_stored,
     observations_round_trip_every_field,
     status_counts_phases_leases_and_rows,
+    kept_counts_equal_a_full_count,
     all_states_reads_every_page,
     reopening_keeps_everything,
 );
@@ -309,7 +310,7 @@ async fn held_urls_stay_leased_until_their_time(db: &TestDb) {
         "once its time has passed it is due again, beside h2 whose lease ran out"
     );
     assert_eq!(db.store.release_all().await.unwrap(), 2);
-    assert_eq!(status(db, minutes(33)).await.leased, 0);
+    assert_eq!(status(db, minutes(33)).await.leased.count, 0);
 }
 
 async fn the_baseline_fingerprint_comes_with_the_lease(db: &TestDb) {
@@ -406,7 +407,7 @@ async fn applying_an_observation_twice_changes_nothing(db: &TestDb) {
     assert_eq!(first.events.len(), 1);
     assert_eq!(first.events[0].kind, EventKind::FirstOnline);
     assert_eq!(
-        status(db, minutes(2)).await.leased,
+        status(db, minutes(2)).await.leased.count,
         0,
         "applying clears the lease"
     );
@@ -681,28 +682,112 @@ async fn status_counts_phases_leases_and_rows(db: &TestDb) {
     assert_eq!(leased[0].url_id, ids[0]);
     let s = status(db, minutes(5)).await;
     assert_eq!(s.by_phase, [(Phase::Pending, 3)]);
-    assert_eq!(s.due_now, 1, "s2 is due; s1 is leased, s3 not yet due");
-    assert_eq!(s.leased, 1);
+    assert_eq!(
+        s.due_now.to_string(),
+        "1",
+        "s2 is due; s1 is leased, s3 not yet due"
+    );
+    assert_eq!(s.leased.to_string(), "1");
     assert_eq!(s.next_due, Some(minutes(1)), "earliest unleased next check");
-    assert_eq!((s.observations, s.events), (0, 0));
+    assert_eq!((s.observations, s.events, s.unattributed), (0, 0, 0));
 
+    let mut nowhere = observe(ids[2], minutes(6), Verdict::Offline);
+    (nowhere.asn, nowhere.as_org, nowhere.hoster) = (None, None, None);
     db.store
         .apply_observations(
-            &[observe(ids[0], minutes(6), Verdict::Online)],
+            &[observe(ids[0], minutes(6), Verdict::Online), nowhere],
             minutes(6),
             &Rules::default(),
         )
         .await
         .unwrap();
     let s = status(db, minutes(6)).await;
-    assert_eq!(s.by_phase, [(Phase::Pending, 2), (Phase::Online, 1)]);
-    assert_eq!(s.leased, 0);
-    assert_eq!((s.observations, s.events), (1, 1));
+    assert_eq!(
+        s.by_phase,
+        [(Phase::Pending, 1), (Phase::Unseen, 1), (Phase::Online, 1)]
+    );
+    assert_eq!(s.leased.count, 0);
+    assert_eq!((s.observations, s.events), (2, 1));
+    assert_eq!(s.unattributed, 1, "an address no database named");
     // After its lease runs out a URL counts as due again, not as leased.
     db.store.lease_due(minutes(6), 10, LEASE).await.unwrap();
     let later = status(db, minutes(12)).await;
-    assert_eq!(later.leased, 0);
-    assert_eq!(later.due_now, 1);
+    assert_eq!(later.leased.count, 0);
+    assert_eq!(later.due_now.count, 1);
+}
+
+/// The kept counts equal a full count after a mix of notices, observations,
+/// duplicates and takedowns, also when applied by concurrent writers.
+async fn kept_counts_equal_a_full_count(db: &TestDb) {
+    let notices: Vec<(String, DateTime<Utc>)> = (0..40).map(|i| (format!("c{i}"), t0())).collect();
+    let named: Vec<(&str, DateTime<Utc>)> = notices.iter().map(|(n, t)| (n.as_str(), *t)).collect();
+    let ids = add(db, &named, t0()).await;
+    let rules = Rules::default();
+    let mut writers = tokio::task::JoinSet::new();
+    for (k, chunk) in ids.chunks(10).enumerate() {
+        let store = db.store.clone();
+        let rules = rules.clone();
+        let batch: Vec<Observation> = chunk
+            .iter()
+            .enumerate()
+            .flat_map(|(i, &url_id)| {
+                let verdicts = match (k + i) % 4 {
+                    0 => vec![Verdict::Online],
+                    1 => vec![
+                        Verdict::Online,
+                        Verdict::Offline,
+                        Verdict::Offline,
+                        Verdict::Offline,
+                    ],
+                    2 => vec![Verdict::Offline, Verdict::Offline, Verdict::Offline],
+                    _ => vec![Verdict::Inconclusive],
+                };
+                verdicts
+                    .into_iter()
+                    .enumerate()
+                    .map(move |(n, v)| observe(url_id, minutes(20 * n as i64 + 1), v))
+            })
+            .collect();
+        writers.spawn(async move {
+            store
+                .apply_observations(&batch, minutes(90), &rules)
+                .await
+                .unwrap();
+            // A redelivery of the whole batch counts nothing twice.
+            store
+                .apply_observations(&batch, minutes(91), &rules)
+                .await
+                .unwrap();
+        });
+    }
+    while let Some(done) = writers.join_next().await {
+        done.unwrap();
+    }
+    let s = status(db, minutes(91)).await;
+    let states = db.store.all_states().await.unwrap();
+    let mut phases: Vec<(Phase, u64)> = Vec::new();
+    for phase in [
+        Phase::Pending,
+        Phase::Unseen,
+        Phase::Online,
+        Phase::Offline,
+        Phase::Expired,
+    ] {
+        let n = states.iter().filter(|st| st.phase == phase).count() as u64;
+        if n > 0 {
+            phases.push((phase, n));
+        }
+    }
+    assert_eq!(s.by_phase, phases);
+    let mut observations = 0;
+    for id in &ids {
+        observations += db.store.observations(*id).await.unwrap().len() as u64;
+    }
+    assert_eq!(s.observations, observations);
+    assert_eq!(
+        s.events,
+        db.store.unpublished_events(10_000).await.unwrap().len() as u64
+    );
 }
 
 async fn all_states_reads_every_page(db: &TestDb) {

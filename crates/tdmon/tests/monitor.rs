@@ -351,7 +351,10 @@ async fn kill_and_resume(store: TestStore) {
     let states = db.all_states().await.unwrap();
     let status = db.status(Utc::now()).await.unwrap();
     assert_eq!(states.len(), truth.len(), "every notice stored once");
-    assert_eq!(status.leased, 0, "the clean stop gave every lease back");
+    assert_eq!(
+        status.leased.count, 0,
+        "the clean stop gave every lease back"
+    );
     assert_brackets_hold(&states, &truth, watched_until);
 
     for state in &states {

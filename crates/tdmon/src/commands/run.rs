@@ -77,6 +77,10 @@ pub(crate) fn status(args: StoreArgs, config: &Config) -> anyhow::Result<Exit> {
         println!("{:>10}  due now", status.due_now);
         println!("{:>10}  leased (being checked)", status.leased);
         println!("{:>10}  observations", status.observations);
+        println!(
+            "{:>10}  unattributed observations (an address no ASN database or override named)",
+            status.unattributed
+        );
         println!("{:>10}  events", status.events);
         match status.next_due {
             Some(at) => println!("next check due at {}", at.to_rfc3339()),
@@ -181,13 +185,14 @@ fn status_line(status: &Status) -> String {
         .map(|(phase, count)| format!("{count} {}", phase.as_str()))
         .collect();
     format!(
-        "URLs: {} | observations: {} | events: {}",
+        "URLs: {} | observations: {} ({} unattributed) | events: {}",
         if phases.is_empty() {
             "none".to_owned()
         } else {
             phases.join(", ")
         },
         status.observations,
+        status.unattributed,
         status.events
     )
 }
