@@ -1,5 +1,8 @@
 //! The collector role: consumes observations in batches and, for each batch,
-//! in one store transaction: stores every observation (idempotent on job id),
+//! re-derives every verdict from the observation's outcome with the monitor
+//! owner's mapping (a worker's verdict is informational: a worker configured
+//! otherwise must not change a figure), then, in one store transaction:
+//! stores every observation (idempotent on job id),
 //! advances each URL's state machine, writes takedown times and the next check
 //! time, and queues the resulting events in the store's outbox. Only then are
 //! the deliveries acknowledged; the outbox is then published to the bus.
@@ -14,8 +17,8 @@ use std::time::Duration;
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
 use tdmon_bus::{Bus, BusError, Delivery, Reject};
-use tdmon_core::Observation;
 use tdmon_core::state::Rules;
+use tdmon_core::{Observation, VerdictMap};
 use tdmon_store::{Store, StoreError};
 use tokio_util::sync::CancellationToken;
 
@@ -82,6 +85,7 @@ pub struct Collector<B> {
     store: Store,
     bus: Arc<B>,
     rules: Rules,
+    verdicts: VerdictMap,
     config: CollectorConfig,
 }
 
@@ -89,11 +93,18 @@ pub struct Collector<B> {
 const OUTBOX_BATCH: usize = 1000;
 
 impl<B: Bus> Collector<B> {
-    pub fn new(store: Store, bus: Arc<B>, rules: Rules, config: CollectorConfig) -> Self {
+    pub fn new(
+        store: Store,
+        bus: Arc<B>,
+        rules: Rules,
+        verdicts: VerdictMap,
+        config: CollectorConfig,
+    ) -> Self {
         Self {
             store,
             bus,
             rules,
+            verdicts,
             config,
         }
     }
@@ -113,7 +124,10 @@ impl<B: Bus> Collector<B> {
     ) -> Result<Totals, CollectError> {
         let observations: Vec<Observation> = batch
             .iter()
-            .map(|delivery| delivery.message.clone())
+            .map(|delivery| Observation {
+                verdict: self.verdicts.verdict(delivery.message.outcome),
+                ..delivery.message.clone()
+            })
             .collect();
         let applied = loop {
             match self

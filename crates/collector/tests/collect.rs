@@ -10,7 +10,7 @@ use tdmon_core::message::{DnsOutcome, DnsResult, SchemaV1};
 use tdmon_core::notice::Notice;
 use tdmon_core::state::Rules;
 use tdmon_core::url::NormalizedUrl;
-use tdmon_core::{EventKind, Observation, Outcome, Verdict};
+use tdmon_core::{EventKind, Observation, Outcome, Verdict, VerdictMap};
 use tdmon_store::Store;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -76,7 +76,13 @@ async fn observations_are_stored_once_and_their_events_published() {
         bus.publish_observation(copy).await.unwrap();
     }
     bus.close_observations();
-    let collector = Collector::new(store.clone(), Arc::clone(&bus), Rules::default(), config());
+    let collector = Collector::new(
+        store.clone(),
+        Arc::clone(&bus),
+        Rules::default(),
+        VerdictMap::default(),
+        config(),
+    );
     collector.run(CancellationToken::new(), None).await.unwrap();
 
     assert_eq!(
@@ -110,7 +116,13 @@ async fn a_failing_store_does_not_wedge_the_collector() {
         observations: 2,
         events: 2,
     }));
-    let collector = Collector::new(store, Arc::clone(&bus), Rules::default(), config());
+    let collector = Collector::new(
+        store,
+        Arc::clone(&bus),
+        Rules::default(),
+        VerdictMap::default(),
+        config(),
+    );
     let shutdown = CancellationToken::new();
     let running = tokio::spawn(collector.run(shutdown.clone(), None));
     // The collector holds at least one in its batch; two more fill the queue.
@@ -131,4 +143,39 @@ async fn a_failing_store_does_not_wedge_the_collector() {
         .expect("the collector stops once shut down")
         .unwrap();
     assert!(ended.is_err(), "the store failure is reported");
+}
+
+/// The collector, not the worker, decides what an outcome means: a worker
+/// configured otherwise (or an old one) changes no figure.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verdicts_are_re_derived_with_the_owners_mapping() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, url_id) = store_with_one_url(dir.path()).await;
+    let bus = Arc::new(InProcessBus::default());
+    let mut forbidden = observation(url_id);
+    forbidden.outcome = Outcome::HttpForbidden;
+    forbidden.verdict = Verdict::Online; // what a misconfigured worker said
+    bus.publish_observation(forbidden).await.unwrap();
+    bus.close_observations();
+    let owners = VerdictMap::with_overrides([(Outcome::HttpForbidden, Verdict::Offline)].into());
+    let collector = Collector::new(
+        store.clone(),
+        Arc::clone(&bus),
+        Rules::default(),
+        owners,
+        config(),
+    );
+    collector.run(CancellationToken::new(), None).await.unwrap();
+    let stored = store.observations(url_id).await.unwrap();
+    assert_eq!(
+        stored[0].verdict,
+        Verdict::Offline,
+        "stored as the owner maps it"
+    );
+    let state = &store.states(&[url_id]).await.unwrap()[0];
+    assert_eq!(
+        state.first_online_at, None,
+        "and applied so: never seen online"
+    );
+    assert!(state.run.unwrap().first_offline.is_some());
 }

@@ -64,6 +64,7 @@ pub(crate) async fn run(
         store.clone(),
         Arc::clone(&bus),
         config.measurement.rules.clone(),
+        config.measurement.verdicts.clone(),
         config.collector.clone(),
     );
     let collector_stop = CancellationToken::new();
