@@ -5,6 +5,7 @@
 use std::net::IpAddr;
 
 use chrono::{DateTime, Utc};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -23,6 +24,20 @@ impl Serialize for SchemaV1 {
     }
 }
 
+impl JsonSchema for SchemaV1 {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "SchemaVersion".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "The message schema version; this build reads and writes 1.",
+            "type": "integer",
+            "const": SCHEMA,
+        })
+    }
+}
+
 impl<'de> Deserialize<'de> for SchemaV1 {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         match u32::deserialize(d)? {
@@ -38,7 +53,7 @@ impl<'de> Deserialize<'de> for SchemaV1 {
 pub type UrlId = i64;
 
 /// Why a check was scheduled.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Purpose {
     /// The first check after the notice.
@@ -52,7 +67,7 @@ pub enum Purpose {
 }
 
 /// One check to do, published by the dispatcher.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct CheckJob {
     pub schema: SchemaV1,
     pub job_id: Uuid,
@@ -70,7 +85,7 @@ pub struct CheckJob {
 }
 
 /// How name resolution ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum DnsOutcome {
     Ok,
@@ -82,7 +97,7 @@ pub enum DnsOutcome {
 }
 
 /// The DNS part of an observation.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct DnsResult {
     pub outcome: DnsOutcome,
     /// Every address the name resolved to, policy-refused ones included.
@@ -91,14 +106,14 @@ pub struct DnsResult {
 }
 
 /// One hop of a redirect chain.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct RedirectHop {
     pub url: String,
     pub status: u16,
 }
 
 /// The HTTP part of an observation: headers only, never a body.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct HttpResult {
     /// The status of the final response.
     pub status: u16,
@@ -114,7 +129,7 @@ pub struct HttpResult {
 }
 
 /// Who an address belongs to.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Attribution {
     pub asn: Option<u32>,
     pub as_org: Option<String>,
@@ -126,7 +141,7 @@ pub struct Attribution {
 }
 
 /// What one check of one URL saw, published by a worker.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Observation {
     pub schema: SchemaV1,
     pub job_id: Uuid,
@@ -181,7 +196,7 @@ impl Observation {
 }
 
 /// What a state change was.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum EventKind {
     FirstOnline,
@@ -210,7 +225,7 @@ impl EventKind {
 /// the first check that saw the new one (included). A check's answer describes
 /// some moment between its start and its answer, so the change happened in
 /// between, however long either check took.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Bracket {
     /// `None` when no check saw the old state: a URL offline at its first
     /// check, which was (presumably) served when the notice was sent.
@@ -229,7 +244,7 @@ impl Bracket {
 }
 
 /// What confirmed a takedown.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Evidence {
     /// At least one check of the run proved the content gone (an offline
@@ -251,7 +266,7 @@ impl Evidence {
 }
 
 /// A state change of a monitored URL, published by the collector.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Event {
     pub schema: SchemaV1,
     pub kind: EventKind,

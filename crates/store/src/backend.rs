@@ -654,6 +654,25 @@ macro_rules! impl_store {
                 }
             }
 
+            pub(crate) async fn events(&self, url_id: UrlId) -> Result<Vec<Event>, StoreError> {
+                let rows = sqlx::query(
+                    "SELECT event_id, payload FROM events WHERE url_id = $1 ORDER BY event_id",
+                )
+                .bind(url_id)
+                .fetch_all(&self.reader)
+                .await
+                .map_err(StoreError::query("reading events"))?;
+                rows.iter()
+                    .map(|row| {
+                        let id: i64 = row
+                            .try_get("event_id")
+                            .map_err(StoreError::query("reading events"))?;
+                        let what = format!("event {id}");
+                        from_json(&what, json_value(row, "payload", &what)?)
+                    })
+                    .collect()
+            }
+
             pub(crate) async fn observations(
                 &self,
                 url_id: UrlId,

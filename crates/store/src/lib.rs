@@ -24,6 +24,7 @@
 //! mark_published(&[i64])               -> ()
 //! states(&[UrlId]) / all_states()      -> Vec<UrlState>
 //! states_after(Option<UrlId>, limit)   -> Vec<UrlState>   (one page, by id)
+//! events(UrlId)                        -> Vec<Event>
 //! observations(UrlId)                  -> Vec<Observation>
 //! status(now)                          -> Status
 //! ```
@@ -360,6 +361,11 @@ impl Store {
     /// prefer [`Store::states_after`], which bounds the memory held).
     pub async fn all_states(&self) -> Result<Vec<UrlState>, StoreError> {
         dispatch!(self.all_states())
+    }
+
+    /// Every event of a URL, in the order they were made.
+    pub async fn events(&self, url_id: UrlId) -> Result<Vec<Event>, StoreError> {
+        dispatch!(self.events(url_id))
     }
 
     /// Every stored observation of a URL, in `started_at` order.

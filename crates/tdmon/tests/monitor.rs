@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use tdmon_core::state::{Phase, UrlState};
+use tdmon_core::{Event, EventKind};
 use tdmon_simnet::{
     Behaviour, ContentKind, Hoster, Scenario, SimNet, SimNetOptions, UrlSpec, UrlTruth,
 };
@@ -314,6 +315,62 @@ fn assert_brackets_hold(states: &[UrlState], truth: &[UrlTruth], watched_until: 
     }
 }
 
+/// Every reappearance and change of hoster is bracketed around its true
+/// moment (the first takedown is checked by `assert_brackets_hold`).
+fn assert_event_brackets_hold(events: &[Event], t: &UrlTruth) {
+    for event in events {
+        let truth = match event.kind {
+            EventKind::Reappeared => t.came_back,
+            EventKind::HosterChanged => t.moved.as_ref().map(|m| m.at),
+            _ => continue,
+        };
+        let bracket = event.bracket.expect("bracketed");
+        assert_eq!(event.at, bracket.to, "{}: dated at the late end", t.url);
+        let moment = truth.unwrap_or_else(|| panic!("{}: {:?} never happened", t.url, event.kind));
+        assert!(
+            bracket.holds(moment, event.notified_at),
+            "{}: {:?} at {moment} outside {bracket:?}",
+            t.url,
+            event.kind
+        );
+    }
+}
+
+/// The checked-in JSON Schemas of docs/schemas/, to validate what tdmon
+/// really produced.
+struct MessageSchemas {
+    observation: Schema,
+    event: Schema,
+}
+
+struct Schema(jsonschema::Validator);
+
+impl Schema {
+    fn load(name: &str) -> Schema {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../docs/schemas")
+            .join(format!("{name}.schema.json"));
+        let text = std::fs::read_to_string(&path).unwrap();
+        let schema: serde_json::Value = serde_json::from_str(&text).unwrap();
+        Schema(jsonschema::validator_for(&schema).unwrap())
+    }
+
+    fn check(&self, message: &impl serde::Serialize) {
+        let json = serde_json::to_value(message).unwrap();
+        let errors: Vec<String> = self.0.iter_errors(&json).map(|e| e.to_string()).collect();
+        assert!(errors.is_empty(), "{json} breaks its schema: {errors:?}");
+    }
+}
+
+impl MessageSchemas {
+    fn load() -> Self {
+        Self {
+            observation: Schema::load("observation"),
+            event: Schema::load("event"),
+        }
+    }
+}
+
 /// Monitors the scenario, is killed mid-run, is started again and stopped
 /// with SIGTERM; then checks what was stored against the truth.
 async fn kill_and_resume(store: TestStore) {
@@ -357,8 +414,18 @@ async fn kill_and_resume(store: TestStore) {
     );
     assert_brackets_hold(&states, &truth, watched_until);
 
+    let schemas = MessageSchemas::load();
     for state in &states {
         let observations = db.observations(state.subject.url_id).await.unwrap();
+        let events = db.events(state.subject.url_id).await.unwrap();
+        for observation in &observations {
+            schemas.observation.check(observation);
+        }
+        for event in &events {
+            schemas.event.check(event);
+        }
+        let t = truth.iter().find(|t| t.url == state.subject.url).unwrap();
+        assert_event_brackets_hold(&events, t);
         assert_eq!(
             observations.len() as u32,
             state.checks,
