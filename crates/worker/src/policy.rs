@@ -3,8 +3,10 @@
 //! documentation, reserved, ...) are refused unless an explicit allow-list of
 //! CIDRs admits them. Pure: no IO, no clock.
 //!
-//! IPv4-mapped (`::ffff:a.b.c.d`) and NAT64 well-known-prefix
-//! (`64:ff9b::a.b.c.d`) addresses are judged by the IPv4 address they carry.
+//! IPv4-mapped (`::ffff:a.b.c.d`), IPv4-translated (`::ffff:0:a.b.c.d`, RFC
+//! 2765's SIIT prefix `::ffff:0:0/96`) and NAT64 well-known-prefix
+//! (`64:ff9b::a.b.c.d`, RFC 6052) addresses are judged by the IPv4 address
+//! they carry: a translator would connect to that address.
 //! 6to4 (`2002::/16`) and Teredo (`2001::/32`, inside `2001::/23`) are refused
 //! outright: they tunnel to an address we cannot vet.
 
@@ -97,13 +99,16 @@ fn special_v4(v4: Ipv4Addr) -> Option<SpecialRange> {
         .map(|&(cidr, name)| SpecialRange { cidr, name })
 }
 
-/// The IPv4 address an IPv4-mapped or NAT64 (well-known prefix) address carries.
-fn embedded_v4(v6: Ipv6Addr) -> Option<Ipv4Addr> {
+/// The IPv4 address an IPv4-mapped, IPv4-translated or NAT64 (well-known
+/// prefix) address carries.
+pub(crate) fn embedded_v4(v6: Ipv6Addr) -> Option<Ipv4Addr> {
     if let Some(v4) = v6.to_ipv4_mapped() {
         return Some(v4);
     }
-    let s = v6.segments();
-    if s[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
+    const TRANSLATED: [u16; 6] = [0, 0, 0, 0, 0xffff, 0];
+    const NAT64: [u16; 6] = [0x64, 0xff9b, 0, 0, 0, 0];
+    let prefix = &v6.segments()[..6];
+    if prefix == TRANSLATED || prefix == NAT64 {
         let [.., a, b, c, d] = v6.octets();
         return Some(Ipv4Addr::new(a, b, c, d));
     }
@@ -195,6 +200,9 @@ mod tests {
             "::ffff:127.0.0.1",
             "::ffff:10.0.0.1",
             "::ffff:169.254.169.254",
+            "::ffff:0:127.0.0.1",
+            "::ffff:0:10.0.0.1",
+            "::ffff:0:169.254.169.254",
             "64:ff9b::a9fe:a9fe",
             "2001:db8::1",
             "2001::1",
@@ -220,6 +228,7 @@ mod tests {
             "172.32.0.0",
             "193.0.6.139",
             "::ffff:8.8.8.8",
+            "::ffff:0:8.8.8.8",
             "64:ff9b::808:808",
             "2001:4860:4860::8888",
             "2a00:1450:4001::1",
@@ -233,6 +242,8 @@ mod tests {
         let p = policy(&["127.10.0.0/16"]);
         assert_eq!(p.check(ip("127.10.3.4")), Ok(()));
         assert_eq!(p.check(ip("::ffff:127.10.3.4")), Ok(()));
+        assert_eq!(p.check(ip("::ffff:0:127.10.3.4")), Ok(()));
+        assert_eq!(p.check(ip("64:ff9b::127.10.3.4")), Ok(()));
         for refused in ["127.0.0.1", "127.11.0.1", "10.0.0.1", "169.254.1.1", "::1"] {
             assert!(p.check(ip(refused)).is_err(), "{refused}");
         }
@@ -249,6 +260,13 @@ mod tests {
             .check(ip("255.255.255.255"))
             .unwrap_err();
         assert_eq!(err.range.name, "broadcast");
+        let err = TargetPolicy::default()
+            .check(ip("::ffff:0:169.254.169.254"))
+            .unwrap_err();
+        assert_eq!(
+            err.range.cidr, "169.254.0.0/16",
+            "judged by the IPv4 it carries"
+        );
         let err = TargetPolicy::default().check(ip("::1")).unwrap_err();
         assert_eq!(err.range.name, "loopback");
         let err = TargetPolicy::default()
