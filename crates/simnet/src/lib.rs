@@ -65,7 +65,10 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-pub use crate::asn::{AsnDbError, build as build_asn_db, write as write_asn_db};
+pub use crate::asn::{
+    AsnDbError, AsnDbLayout, AsnEntry, build as build_asn_db,
+    build_entries as build_asn_db_entries, write as write_asn_db,
+};
 pub use crate::clock::SimClock;
 pub use crate::dns::TTL as DNS_TTL;
 pub use crate::scenario::{

@@ -1,10 +1,12 @@
-//! The generated ASN database reads back with the `maxminddb` crate, in the
-//! GeoLite2-ASN schema, for an address in each hoster's prefix.
+//! The generated ASN databases read back with the `maxminddb` crate: the
+//! scenario's in the GeoLite2-ASN schema, and each product layout as written.
 
 use std::net::IpAddr;
 
-use maxminddb::geoip2;
-use tdmon_simnet::{Hoster, Scenario, SimNet, SimNetOptions};
+use maxminddb::{PathElement, Reader, geoip2};
+use tdmon_simnet::{
+    AsnDbLayout, AsnEntry, Hoster, Scenario, SimNet, SimNetOptions, build_asn_db_entries,
+};
 
 #[tokio::test]
 async fn each_prefix_reads_back_with_its_asn_and_org() {
@@ -59,4 +61,82 @@ async fn each_prefix_reads_back_with_its_asn_and_org() {
     assert_eq!(net.allowed_cidrs().len(), 3);
     drop(net);
     assert!(path.exists(), "a caller-given path is left in place");
+}
+
+/// Each product layout is written with its own `database_type`, field names
+/// and value types: the `maxminddb` crate decodes a uint16 only as `u16` and a
+/// uint32 only as `u32`, so the widths are checked, not just the numbers.
+#[test]
+fn each_layout_is_written_with_its_fields_and_types() {
+    let entries = [
+        AsnEntry::new("1.1.1.0/24", 13335, "Cloudflare, Inc."),
+        AsnEntry::new("5.104.136.0/21", 4_200_000_001, "Private Use"),
+        AsnEntry::new("2a01:4f8::/32", 24940, "Hetzner Online GmbH"),
+    ];
+    let key = |name| [PathElement::Key(name)];
+    for layout in AsnDbLayout::ALL {
+        let reader = Reader::from_source(build_asn_db_entries(layout, &entries).unwrap()).unwrap();
+        assert_eq!(reader.metadata().database_type, layout.database_type());
+        let small = reader.lookup("1.1.1.1".parse().unwrap()).unwrap();
+        let large = reader.lookup("5.104.136.5".parse().unwrap()).unwrap();
+        let v6 = reader.lookup("2a01:4f8::1".parse().unwrap()).unwrap();
+        match layout {
+            AsnDbLayout::GeoLite2Asn | AsnDbLayout::DbIpAsnLite | AsnDbLayout::IpLocationDbAsn => {
+                let number = key("autonomous_system_number");
+                // ip-location-db writes the smallest type that holds the ASN.
+                let minimal = layout == AsnDbLayout::IpLocationDbAsn;
+                for (result, asn) in [(&small, 13335_u16), (&v6, 24940)] {
+                    if minimal {
+                        assert_eq!(result.decode_path::<u16>(&number).unwrap(), Some(asn));
+                        assert!(result.decode_path::<u32>(&number).is_err(), "not a uint32");
+                    } else {
+                        assert_eq!(
+                            result.decode_path::<u32>(&number).unwrap(),
+                            Some(asn.into())
+                        );
+                    }
+                }
+                assert_eq!(
+                    large.decode_path::<u32>(&number).unwrap(),
+                    Some(4_200_000_001)
+                );
+                let org = key("autonomous_system_organization");
+                assert_eq!(
+                    small.decode_path::<&str>(&org).unwrap(),
+                    Some("Cloudflare, Inc.")
+                );
+            }
+            AsnDbLayout::IpinfoAsn | AsnDbLayout::IpinfoLite => {
+                let (name, domain) = if layout == AsnDbLayout::IpinfoAsn {
+                    ("name", "domain")
+                } else {
+                    ("as_name", "as_domain")
+                };
+                assert_eq!(
+                    small.decode_path::<&str>(&key("asn")).unwrap(),
+                    Some("AS13335")
+                );
+                assert_eq!(
+                    large.decode_path::<&str>(&key("asn")).unwrap(),
+                    Some("AS4200000001")
+                );
+                assert_eq!(
+                    v6.decode_path::<&str>(&key(name)).unwrap(),
+                    Some("Hetzner Online GmbH")
+                );
+                assert_eq!(
+                    small.decode_path::<&str>(&key(domain)).unwrap(),
+                    Some("cloudflare-inc.example")
+                );
+            }
+            _ => unreachable!("a layout without a test: {layout:?}"),
+        }
+        // ip-location-db's file has no IPv4 aliases; MaxMind's and the others do.
+        let mapped = reader.lookup("::ffff:1.1.1.1".parse().unwrap()).unwrap();
+        assert_eq!(
+            mapped.has_data(),
+            layout != AsnDbLayout::IpLocationDbAsn,
+            "{layout:?}"
+        );
+    }
 }
