@@ -22,7 +22,7 @@
 //!
 //! [worker.attribution]
 //! asn_db = "GeoLite2-ASN.mmdb"
-//! cdn_asns = [13335]
+//! extra_cdn_asns = [64500]
 //! [[worker.attribution.merge]]
 //! hoster = "Example Hosting"
 //! asns = [64500, 64501]
@@ -38,6 +38,8 @@ use std::time::Duration;
 
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
+
+use crate::attribute::DEFAULT_CDN_ASNS;
 
 /// The largest body prefix a check may read to fingerprint it (DESIGN.md
 /// "Safety": at most a few KiB, never stored).
@@ -128,11 +130,12 @@ pub struct LimitsConfig {
 }
 
 /// `[worker.attribution]`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AttributionConfig {
-    /// A MaxMind-format ASN database (GeoLite2-ASN, DB-IP ASN Lite, ...);
-    /// without one, only the CIDR overrides attribute.
+    /// A MaxMind-format ASN database (GeoLite2-ASN, DB-IP ASN Lite,
+    /// ip-location-db asn, IPinfo ASN or Lite); without one, only the CIDR
+    /// overrides attribute.
     pub asn_db: Option<PathBuf>,
     /// Several ASNs of one company under one hoster name.
     pub merge: Vec<MergeConfig>,
@@ -140,8 +143,24 @@ pub struct AttributionConfig {
     /// specific range wins.
     #[serde(rename = "override")]
     pub overrides: Vec<OverrideConfig>,
-    /// ASNs of CDNs and reverse proxies: flagged in the observation, not blamed.
+    /// ASNs of CDNs and reverse proxies: flagged in the observation, not
+    /// blamed. By default [`DEFAULT_CDN_ASNS`]; a list written here replaces it.
     pub cdn_asns: Vec<u32>,
+    /// More CDN ASNs, flagged on top of `cdn_asns` (to extend the default list
+    /// without copying it).
+    pub extra_cdn_asns: Vec<u32>,
+}
+
+impl Default for AttributionConfig {
+    fn default() -> Self {
+        Self {
+            asn_db: None,
+            merge: Vec::new(),
+            overrides: Vec::new(),
+            cdn_asns: DEFAULT_CDN_ASNS.iter().map(|&(asn, _)| asn).collect(),
+            extra_cdn_asns: Vec::new(),
+        }
+    }
 }
 
 /// `[[worker.attribution.merge]]`.
@@ -267,7 +286,7 @@ pub(crate) struct LimitSettings {
     pub(crate) max_backoff: Duration,
 }
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub(crate) struct AttributionSettings {
     pub(crate) asn_db: Option<PathBuf>,
     pub(crate) merges: Vec<(u32, String)>,
@@ -294,6 +313,18 @@ impl WorkerSettings {
     /// The bound on one whole check.
     pub fn total_timeout(&self) -> Duration {
         self.total_timeout
+    }
+
+    /// The same settings with another ASN database (a command-line choice).
+    #[must_use]
+    pub fn with_asn_db(mut self, path: PathBuf) -> Self {
+        self.attribution.asn_db = Some(path);
+        self
+    }
+
+    /// The ASN database to attribute with, if any.
+    pub fn asn_db(&self) -> Option<&std::path::Path> {
+        self.attribution.asn_db.as_deref()
     }
 }
 
@@ -441,7 +472,12 @@ impl WorkerConfig {
                 asn_db: self.attribution.asn_db,
                 merges,
                 overrides,
-                cdn_asns: self.attribution.cdn_asns,
+                cdn_asns: self
+                    .attribution
+                    .cdn_asns
+                    .into_iter()
+                    .chain(self.attribution.extra_cdn_asns)
+                    .collect(),
             },
         })
     }
@@ -484,7 +520,7 @@ mod tests {
             [worker.limits]
             per_ip_interval = "500ms"
             [worker.attribution]
-            cdn_asns = [13335]
+            extra_cdn_asns = [64500]
             [[worker.attribution.merge]]
             hoster = "Big Host"
             asns = [1, 2]
@@ -511,7 +547,33 @@ mod tests {
         assert_eq!(settings.limits.per_ip_interval, Duration::from_millis(500));
         assert!(settings.user_agent.ends_with("(+mailto:ops@hotline.test)"));
         assert_eq!(settings.attribution.merges.len(), 2);
+        assert!(settings.attribution.cdn_asns.contains(&64500));
+        assert!(settings.attribution.cdn_asns.contains(&13335), "extended");
         assert_eq!(settings.attribution.overrides[0].1, "Reseller");
+    }
+
+    #[test]
+    fn cdn_asns_default_to_the_shipped_list_which_a_list_replaces() {
+        let defaults = WorkerConfig::default().validate().unwrap();
+        let default_asns: Vec<u32> = DEFAULT_CDN_ASNS.iter().map(|&(asn, _)| asn).collect();
+        assert_eq!(defaults.attribution.cdn_asns, default_asns);
+        assert!(default_asns.contains(&13335) && default_asns.contains(&54113));
+
+        let file: File =
+            toml::from_str("[worker.attribution]\ncdn_asns = [64500]\nextra_cdn_asns = [64501]\n")
+                .unwrap();
+        let settings = file.worker.validate().unwrap();
+        assert_eq!(settings.attribution.cdn_asns, [64500, 64501]);
+
+        let file: File = toml::from_str("[worker.attribution]\ncdn_asns = []\n").unwrap();
+        assert!(
+            file.worker
+                .validate()
+                .unwrap()
+                .attribution
+                .cdn_asns
+                .is_empty()
+        );
     }
 
     #[test]

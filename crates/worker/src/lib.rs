@@ -103,7 +103,7 @@ impl Checker {
                 policy: policy.clone(),
             },
         )?;
-        let attributor = Attributor::from_settings(&settings.attribution)?;
+        let attributor = Attributor::from_settings(&settings)?;
         let limits = Arc::new(Limits::new(&settings.limits));
 
         let stop = CancellationToken::new();
@@ -138,6 +138,12 @@ impl Checker {
     /// The settings this checker was built from.
     pub fn settings(&self) -> &WorkerSettings {
         &self.inner.settings
+    }
+
+    /// The attributor, whose counters (records that did not decode) a
+    /// status line or metrics can show.
+    pub fn attributor(&self) -> &Attributor {
+        &self.inner.attributor
     }
 
     /// Checks one job without a baseline fingerprint.
