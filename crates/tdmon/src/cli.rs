@@ -37,6 +37,9 @@ pub enum Command {
     Config(ConfigCommand),
     /// Check URLs once and print one observation per URL.
     Check(CheckArgs),
+    /// Work with the ASN database.
+    #[command(subcommand)]
+    Asn(AsnCommand),
     /// Run the simulated hosting network (for tests, demos and benchmarks).
     #[command(subcommand)]
     Simnet(SimnetCommand),
@@ -135,6 +138,28 @@ pub struct CheckArgs {
     /// Checks in flight at once; by default `worker.limits.max_in_flight`.
     #[arg(long, value_name = "N")]
     pub concurrency: Option<std::num::NonZeroUsize>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AsnCommand {
+    /// Attribute addresses as the worker does (ASN database, merges,
+    /// overrides, CDN list) and print one JSON line per address:
+    /// {"ip", "asn", "as_org", "hoster", "cdn"}.
+    Lookup(AsnLookupArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct AsnLookupArgs {
+    /// IP addresses (IPv4 or IPv6).
+    #[arg(value_name = "ADDR")]
+    pub addrs: Vec<String>,
+    /// Also the addresses in FILE, one per line; blank lines and lines
+    /// starting with `#` are skipped. `-` reads standard input.
+    #[arg(long, short = 'i', value_name = "FILE")]
+    pub input: Option<PathBuf>,
+    /// The ASN database; by default `worker.attribution.asn_db`.
+    #[arg(long, value_name = "FILE")]
+    pub asn_db: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -59,6 +59,7 @@ fn main() -> ExitCode {
             config.worker.clone(),
             config.measurement.verdicts.clone(),
         ),
+        Command::Asn(command) => commands::asn::run(command, config.worker.clone()),
         Command::Simnet(command) => commands::simnet::run(command),
         Command::Run(args) => commands::run::run(args, &config),
         Command::Notify(args) => commands::run::notify(args, &config),

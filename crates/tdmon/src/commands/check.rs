@@ -46,11 +46,11 @@ pub(crate) const JOB_LIFETIME: Duration = Duration::from_secs(600);
 
 /// One line of input, and where it came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct Input {
-    origin: String,
-    text: String,
+pub(crate) struct Input {
+    pub(crate) origin: String,
+    pub(crate) text: String,
     /// False when the line was not UTF-8 (`text` is then a lossy copy).
-    utf8: bool,
+    pub(crate) utf8: bool,
 }
 
 pub(crate) fn run(
@@ -102,8 +102,9 @@ pub(crate) fn run(
     })
 }
 
-/// Reads the URL lines of a file (or standard input for `-`).
-fn read_input(path: &Path) -> anyhow::Result<Vec<Input>> {
+/// Reads the lines of a file (or standard input for `-`), skipping blank
+/// lines and `#` comments.
+pub(crate) fn read_input(path: &Path) -> anyhow::Result<Vec<Input>> {
     let name = path.display().to_string();
     let reader: Box<dyn BufRead> = if name == "-" {
         Box::new(std::io::stdin().lock())

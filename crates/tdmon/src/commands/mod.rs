@@ -1,5 +1,6 @@
 //! One module per subcommand; each returns the exit status it ends with.
 
+pub(crate) mod asn;
 pub(crate) mod check;
 pub(crate) mod config;
 pub(crate) mod demo;
