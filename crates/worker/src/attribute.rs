@@ -251,7 +251,7 @@ impl AsnDb {
         for found in &probed {
             decode(found, layout).map_err(|source| record_error(found, layout, source))?;
         }
-        drop(probed);
+        drop(probed); // it borrows `reader`
         Ok(Self {
             reader,
             path: path.to_owned(),
@@ -325,8 +325,11 @@ impl<'de> Deserialize<'de> for AsnNumber {
 struct AsnVisitor;
 
 impl AsnVisitor {
-    fn number<E: de::Error>(value: impl Into<i128> + Copy + fmt::Display) -> Result<AsnNumber, E> {
-        u32::try_from(value.into())
+    fn number<E: de::Error, T: Copy + fmt::Display>(value: T) -> Result<AsnNumber, E>
+    where
+        u32: TryFrom<T>,
+    {
+        u32::try_from(value)
             .map(AsnNumber)
             .map_err(|_| E::custom(format!("{value} is not an ASN (0 to 4294967295)")))
     }
@@ -349,9 +352,7 @@ impl Visitor<'_> for AsnVisitor {
     }
 
     fn visit_u128<E: de::Error>(self, value: u128) -> Result<AsnNumber, E> {
-        u32::try_from(value)
-            .map(AsnNumber)
-            .map_err(|_| E::custom(format!("{value} is not an ASN (0 to 4294967295)")))
+        Self::number(value)
     }
 
     fn visit_str<E: de::Error>(self, text: &str) -> Result<AsnNumber, E> {
