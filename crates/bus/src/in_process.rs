@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use tdmon_core::notice::Notice;
 use tdmon_core::{CheckJob, Event, Observation};
 use tokio::sync::{Mutex as AsyncMutex, broadcast, mpsc};
 
@@ -31,6 +32,11 @@ impl Default for InProcessCapacity {
         }
     }
 }
+
+/// Notices the intake holds. The embedded monitor takes its notices from
+/// files, straight into the store; this intake is for code written against
+/// [`Bus`] that takes notices from it.
+const NOTICE_CAPACITY: usize = 1024;
 
 /// One bounded queue that can be closed from the publishing side.
 #[derive(Debug)]
@@ -74,6 +80,23 @@ impl<T: Send + 'static> Queue<T> {
         let sender = self.sender()?;
         Ok(sender.max_capacity() - sender.capacity())
     }
+
+    /// Waits for the first message, then at most `linger` for more, up to `max`.
+    async fn next_batch(&self, max: usize, linger: Duration) -> Vec<T> {
+        let mut receiver = self.receiver.lock().await;
+        let Some(first) = receiver.recv().await else {
+            return Vec::new();
+        };
+        let mut batch = vec![first];
+        let deadline = tokio::time::Instant::now() + linger;
+        while batch.len() < max {
+            match tokio::time::timeout_at(deadline, receiver.recv()).await {
+                Ok(Some(message)) => batch.push(message),
+                Ok(None) | Err(_) => break,
+            }
+        }
+        batch
+    }
 }
 
 /// The in-process [`Bus`].
@@ -81,6 +104,7 @@ impl<T: Send + 'static> Queue<T> {
 pub struct InProcessBus {
     jobs: Queue<CheckJob>,
     observations: Queue<Observation>,
+    notices: Queue<Notice>,
     events: broadcast::Sender<Event>,
     dead_letters: Arc<AtomicU64>,
 }
@@ -90,6 +114,7 @@ impl InProcessBus {
         Self {
             jobs: Queue::new(capacity.jobs),
             observations: Queue::new(capacity.observations),
+            notices: Queue::new(NOTICE_CAPACITY),
             events: broadcast::channel(capacity.events.max(1)).0,
             dead_letters: Arc::default(),
         }
@@ -105,6 +130,11 @@ impl InProcessBus {
     /// may still requeue, so consumers see the end once they are settled.
     pub fn close_observations(&self) {
         self.observations.close();
+    }
+
+    /// Stops the intake of notices, likewise.
+    pub fn close_notices(&self) {
+        self.notices.close();
     }
 
     /// Takes every job still waiting, so that a shutdown can give their
@@ -161,6 +191,14 @@ impl<T: Send + std::fmt::Debug + 'static> Acknowledge for Settle<T> {
             }
         })
     }
+
+    fn dead_letter(self: Box<Self>, reason: String) -> AckFuture {
+        Box::pin(async move {
+            self.dead_letters.fetch_add(1, Ordering::Relaxed);
+            tracing::error!(message = ?self.message, reason, "message dead-lettered");
+            Ok(())
+        })
+    }
 }
 
 impl InProcessBus {
@@ -206,6 +244,14 @@ impl Acknowledge for Closed {
             }
         })
     }
+
+    fn dead_letter(self: Box<Self>, reason: String) -> AckFuture {
+        Box::pin(async move {
+            self.dead_letters.fetch_add(1, Ordering::Relaxed);
+            tracing::error!(reason, "message dead-lettered");
+            Ok(())
+        })
+    }
 }
 
 impl Bus for InProcessBus {
@@ -231,19 +277,7 @@ impl Bus for InProcessBus {
     }
 
     async fn next_observations(&self, max: usize, linger: Duration) -> Vec<Delivery<Observation>> {
-        let mut receiver = self.observations.receiver.lock().await;
-        let Some(first) = receiver.recv().await else {
-            return Vec::new();
-        };
-        let mut batch = vec![first];
-        let deadline = tokio::time::Instant::now() + linger;
-        while batch.len() < max {
-            match tokio::time::timeout_at(deadline, receiver.recv()).await {
-                Ok(Some(observation)) => batch.push(observation),
-                Ok(None) | Err(_) => break,
-            }
-        }
-        drop(receiver);
+        let batch = self.observations.next_batch(max, linger).await;
         batch
             .into_iter()
             .map(|observation| self.delivery(&self.observations, observation))
@@ -256,6 +290,22 @@ impl Bus for InProcessBus {
             let _ = self.events.send(event);
         }
         Ok(())
+    }
+
+    async fn publish_notices(&self, notices: Vec<Notice>) -> Result<(), BusError> {
+        let sender = self.notices.sender()?;
+        for notice in notices {
+            sender.send(notice).await.map_err(|_| BusError::Closed)?;
+        }
+        Ok(())
+    }
+
+    async fn next_notices(&self, max: usize, linger: Duration) -> Vec<Delivery<Notice>> {
+        let batch = self.notices.next_batch(max, linger).await;
+        batch
+            .into_iter()
+            .map(|notice| self.delivery(&self.notices, notice))
+            .collect()
     }
 }
 
@@ -356,5 +406,32 @@ mod tests {
                 .await
                 .is_empty()
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn notices_flow_through_the_intake_and_dead_letters_are_counted() {
+        let bus = InProcessBus::default();
+        let notice = |n: u32| {
+            serde_json::from_value::<Notice>(serde_json::json!({
+                "url": format!("http://h{n}.example/x"),
+                "notified_at": "2026-01-01T00:00:00Z",
+            }))
+            .unwrap()
+        };
+        bus.publish_notices(vec![notice(1), notice(2)]).await.unwrap();
+        let batch = bus.next_notices(10, Duration::from_millis(10)).await;
+        let urls: Vec<String> = batch.iter().map(|d| d.message.url.to_string()).collect();
+        assert_eq!(urls, ["http://h1.example/x", "http://h2.example/x"]);
+        let mut batch = batch.into_iter();
+        batch.next().unwrap().ack().await.unwrap();
+        batch
+            .next()
+            .unwrap()
+            .dead_letter("duplicate of notice 1")
+            .await
+            .unwrap();
+        assert_eq!(bus.dead_letters(), 1);
+        bus.close_notices();
+        assert!(bus.next_notices(10, Duration::from_millis(10)).await.is_empty());
     }
 }

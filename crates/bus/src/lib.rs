@@ -1,13 +1,14 @@
-//! The bus between tdmon's roles (DESIGN.md "Roles and flow"): the dispatcher
-//! publishes [`CheckJob`]s, workers consume them and publish [`Observation`]s,
-//! the collector consumes those and publishes [`Event`]s for downstream
-//! systems.
+//! The bus between tdmon's roles (docs/OPERATIONS.md): the dispatcher takes
+//! [`Notice`]s in and publishes [`CheckJob`]s, workers consume those and
+//! publish [`Observation`]s, the collector consumes those and publishes
+//! [`Event`]s for downstream systems.
 //!
 //! [`Bus`] is the interface the role code is written against; [`InProcessBus`]
 //! implements it on bounded channels for the embedded deployment, and the
-//! RabbitMQ implementation of the distributed deployment sits behind the same
-//! trait. Delivery is at least once: a consumer acknowledges a [`Delivery`]
-//! only after what it caused is durable, and every consumer is idempotent.
+//! RabbitMQ implementation of the distributed deployment (crate
+//! `tdmon-bus-amqp`) sits behind the same trait. Delivery is at least once: a
+//! consumer acknowledges a [`Delivery`] only after what it caused is durable,
+//! and every consumer is idempotent.
 
 mod in_process;
 
@@ -16,6 +17,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
 
+use tdmon_core::notice::Notice;
 use tdmon_core::{CheckJob, Event, Observation};
 
 pub use in_process::{InProcessBus, InProcessCapacity};
@@ -35,6 +37,18 @@ pub enum BusError {
     /// The broker cannot be reached.
     #[error("the broker is unreachable")]
     Unreachable(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The broker could not route a message published as mandatory: no queue
+    /// is bound for it.
+    #[error("the broker returned a message as unroutable ({0})")]
+    Returned(String),
+    /// The broker refused a request, such as a declaration that contradicts
+    /// the topology it already has.
+    #[error("the broker refused a request")]
+    Refused(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The delivery came over a channel that has closed since: it can no
+    /// longer be settled, and the broker delivers the message again.
+    #[error("the delivery's channel has closed; the broker delivers the message again")]
+    Stale,
 }
 
 /// What to do with a delivery that was not processed.
@@ -53,6 +67,8 @@ type AckFuture = Pin<Box<dyn Future<Output = Result<(), BusError>> + Send>>;
 pub trait Acknowledge: Send + 'static {
     fn ack(self: Box<Self>) -> AckFuture;
     fn reject(self: Box<Self>, how: Reject) -> AckFuture;
+    /// Like `reject(Reject::DeadLetter)`, and the dead letter says why.
+    fn dead_letter(self: Box<Self>, reason: String) -> AckFuture;
 }
 
 /// A message and the means to settle it.
@@ -73,6 +89,12 @@ impl<T> Delivery<T> {
 
     pub async fn reject(self, how: Reject) -> Result<(), BusError> {
         self.acker.reject(how).await
+    }
+
+    /// Never deliver it again, and keep `reason` with the dead letter (for a
+    /// message that cannot be processed, such as an invalid notice).
+    pub async fn dead_letter(self, reason: impl Into<String>) -> Result<(), BusError> {
+        self.acker.dead_letter(reason.into()).await
     }
 }
 
@@ -118,4 +140,20 @@ pub trait Bus: Send + Sync + 'static {
         &self,
         events: Vec<Event>,
     ) -> impl Future<Output = Result<(), BusError>> + Send;
+
+    /// Publishes notices to the intake; returns once the bus holds all of
+    /// them. Other systems publish to the intake directly.
+    fn publish_notices(
+        &self,
+        notices: Vec<Notice>,
+    ) -> impl Future<Output = Result<(), BusError>> + Send;
+
+    /// Up to `max` notices from the intake, batched like
+    /// [`Bus::next_observations`]. A message that is not a valid notice never
+    /// gets here: the bus dead-letters it with the reason.
+    fn next_notices(
+        &self,
+        max: usize,
+        linger: Duration,
+    ) -> impl Future<Output = Vec<Delivery<Notice>>> + Send;
 }
