@@ -418,7 +418,9 @@ mod tests {
             }))
             .unwrap()
         };
-        bus.publish_notices(vec![notice(1), notice(2)]).await.unwrap();
+        bus.publish_notices(vec![notice(1), notice(2)])
+            .await
+            .unwrap();
         let batch = bus.next_notices(10, Duration::from_millis(10)).await;
         let urls: Vec<String> = batch.iter().map(|d| d.message.url.to_string()).collect();
         assert_eq!(urls, ["http://h1.example/x", "http://h2.example/x"]);
@@ -432,6 +434,10 @@ mod tests {
             .unwrap();
         assert_eq!(bus.dead_letters(), 1);
         bus.close_notices();
-        assert!(bus.next_notices(10, Duration::from_millis(10)).await.is_empty());
+        assert!(
+            bus.next_notices(10, Duration::from_millis(10))
+                .await
+                .is_empty()
+        );
     }
 }

@@ -61,7 +61,8 @@ pub enum Reject {
     DeadLetter,
 }
 
-type AckFuture = Pin<Box<dyn Future<Output = Result<(), BusError>> + Send>>;
+/// What settling a delivery returns.
+pub type AckFuture = Pin<Box<dyn Future<Output = Result<(), BusError>> + Send>>;
 
 /// Settles a delivery with the bus it came from.
 pub trait Acknowledge: Send + 'static {
