@@ -10,18 +10,20 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-use futures_lite::StreamExt;
+use futures_lite::{StreamExt, future};
 use lapin::message::Delivery as RawDelivery;
 use lapin::options::{
     BasicConsumeOptions, BasicPublishOptions, BasicQosOptions, QueueBindOptions,
     QueueDeclareOptions,
 };
 use lapin::types::{FieldTable, ShortString};
-use lapin::{BasicProperties, Channel, Confirmation, Consumer};
+use lapin::{BasicProperties, Channel, Confirmation, Consumer, PublisherConfirm};
 use tdmon_bus::BusError;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::backoff;
 use crate::config::BusSettings;
@@ -31,6 +33,9 @@ use crate::topology::{self, Topology};
 /// Publishing gives up after this many rounds that left messages
 /// unconfirmed (nacked, or caught in a connection failure).
 const PUBLISH_ATTEMPTS: usize = 3;
+
+/// How long closing waits for the acknowledgements in flight.
+const ACK_DRAIN: Duration = Duration::from_secs(5);
 
 /// One message to publish.
 #[derive(Debug, Clone)]
@@ -97,6 +102,10 @@ pub(crate) struct Broker {
     /// Held while connecting, so that one task connects and the others wait
     /// for it; counts the connections opened.
     connecting: tokio::sync::Mutex<u64>,
+    /// One publisher at a time hands messages to the connection.
+    publishing: tokio::sync::Mutex<()>,
+    /// Acknowledgements on their way to the broker.
+    pub(crate) acks: TaskTracker,
     /// Something was unroutable or a consumer was cancelled: the topology
     /// may have lost a queue, so the next use declares it again.
     redeclare: AtomicBool,
@@ -114,6 +123,8 @@ impl Broker {
             name,
             current: Mutex::default(),
             connecting: tokio::sync::Mutex::default(),
+            publishing: tokio::sync::Mutex::default(),
+            acks: TaskTracker::new(),
             redeclare: AtomicBool::new(false),
             consuming: CancellationToken::new(),
             closed: CancellationToken::new(),
@@ -236,24 +247,7 @@ impl Broker {
                 .step_by(self.settings.confirm_batch())
                 .zip(messages.chunks(self.settings.confirm_batch()))
             {
-                let mut confirms = Vec::with_capacity(chunk.len());
-                for message in chunk {
-                    let options = BasicPublishOptions {
-                        mandatory: message.mandatory,
-                        immediate: false,
-                    };
-                    confirms.push(
-                        link.publisher
-                            .basic_publish(
-                                message.exchange.clone(),
-                                message.routing_key.clone(),
-                                options,
-                                &message.body,
-                                message.properties.clone(),
-                            )
-                            .await,
-                    );
-                }
+                let confirms = self.send(&link.publisher, chunk).await;
                 for (index, confirm) in (offset..).zip(confirms) {
                     let confirmation = match confirm {
                         Ok(confirm) => confirm.await,
@@ -306,6 +300,47 @@ impl Broker {
             messages.len(),
             failure.unwrap_or_default()
         )))
+    }
+
+    /// Hands `messages` to the connection, pipelined, and returns what each
+    /// publish gave: the future of its confirm, or the error.
+    async fn send(
+        &self,
+        channel: &Channel,
+        messages: &[Outgoing],
+    ) -> Vec<lapin::Result<PublisherConfirm>> {
+        // The broker numbers confirms in the order messages reach it, and
+        // lapin in the order they were published: one publisher at a time
+        // on the shared channel keeps the two orders the same.
+        let serial = self.publishing.lock().await;
+        let mut sending = Vec::with_capacity(messages.len());
+        for message in messages {
+            let options = BasicPublishOptions {
+                mandatory: message.mandatory,
+                immediate: false,
+            };
+            let mut publish = Box::pin(channel.basic_publish(
+                message.exchange.clone(),
+                message.routing_key.clone(),
+                options,
+                &message.body,
+                message.properties.clone(),
+            ));
+            // The first poll numbers the message and queues its frames; the
+            // rest waits for the socket. Polling each once before awaiting
+            // any sends the batch without a wait per message.
+            let early = future::poll_once(&mut publish).await;
+            sending.push((early, publish));
+        }
+        drop(serial);
+        let mut confirms = Vec::with_capacity(sending.len());
+        for (early, publish) in sending {
+            confirms.push(match early {
+                Some(done) => done,
+                None => publish.await,
+            });
+        }
+        confirms
     }
 
     /// Ready messages in `queue` (not counting those delivered and not yet
@@ -445,9 +480,19 @@ impl Broker {
         })
     }
 
-    /// Stops consuming and closes the connection.
+    /// Stops consuming, lets the acknowledgements in flight go out, and
+    /// closes the connection.
     pub(crate) async fn close(&self) {
         self.consuming.cancel();
+        self.acks.close();
+        if tokio::time::timeout(ACK_DRAIN, self.acks.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "acknowledgements still unsent at close; the broker delivers those messages again"
+            );
+        }
         self.closed.cancel();
         let current = self
             .current

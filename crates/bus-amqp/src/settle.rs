@@ -63,11 +63,23 @@ impl Settle {
         }
     }
 
+    /// Sends the acknowledgement without waiting for it to be written: a
+    /// consumer that acknowledges a batch one delivery at a time would
+    /// otherwise wait for the connection's IO once per delivery. Waiting
+    /// would promise nothing more: the broker answers no acknowledgement, and
+    /// one lost with the connection only means the message comes again.
+    /// Closing the bus waits for the acknowledgements in flight.
     async fn ack(&self) -> Result<(), BusError> {
-        match self.delivery.acker.ack(BasicAckOptions::default()).await {
-            Ok(true) => Ok(()),
-            Ok(false) | Err(_) => Err(BusError::Stale),
+        if self.delivery.acker.poisoned() {
+            return Err(BusError::Stale);
         }
+        let acker = self.delivery.acker.clone();
+        self.broker.acks.spawn(async move {
+            if let Err(e) = acker.ack(BasicAckOptions::default()).await {
+                tracing::debug!(error = %e, "an acknowledgement was lost with its channel");
+            }
+        });
+        Ok(())
     }
 }
 
