@@ -9,6 +9,7 @@ use anyhow::{Context, bail};
 use serde::Deserialize;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use tdmon_bus_amqp::BusConfig;
 use tdmon_collector::CollectorConfig;
 use tdmon_core::config::{self as layers, Measurement, MeasurementConfig};
 use tdmon_dispatcher::{DispatcherConfig, DispatcherSettings};
@@ -18,7 +19,7 @@ use toml::{Table, Value};
 /// Top-level keys of the measurement settings; every other top-level key is a
 /// table owned by one part, listed in `from_tree`. Anything else is refused.
 const MEASUREMENT_KEYS: [&str; 4] = ["schedule", "confirmation", "norms", "verdicts"];
-const SECTION_KEYS: [&str; 4] = ["store", "dispatcher", "collector", "worker"];
+const SECTION_KEYS: [&str; 5] = ["store", "bus", "dispatcher", "collector", "worker"];
 
 /// The `[store]` table.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -98,6 +99,8 @@ fn from_tree(mut tree: Table) -> anyhow::Result<Config> {
     }
     let mut effective = Table::new();
     let store: StoreConfig = section(&mut tree, "store", &mut effective)?;
+    // Shown with its password masked (`BrokerUrl` serializes so).
+    let bus: BusConfig = section(&mut tree, "bus", &mut effective)?;
     let dispatcher: DispatcherConfig = section(&mut tree, "dispatcher", &mut effective)?;
     let collector: CollectorConfig = section(&mut tree, "collector", &mut effective)?;
     let worker: WorkerConfig = section(&mut tree, "worker", &mut effective)?;
@@ -120,6 +123,9 @@ fn from_tree(mut tree: Table) -> anyhow::Result<Config> {
             tdmon_core::duration::format(check_bound)
         );
     }
+    // Only the distributed roles use the bus; every command refuses a wrong
+    // [bus] all the same, as it does the other parts.
+    bus.validate().context("in [bus]")?;
     Ok(Config {
         measurement: Measurement::try_from(measurement)?,
         dispatcher: dispatcher.validate().context("in [dispatcher]")?,
@@ -245,6 +251,32 @@ mod tests {
         assert_eq!(
             config.effective["confirmation"]["min_span"].as_str(),
             Some("1h")
+        );
+    }
+
+    #[test]
+    fn the_bus_is_configured_like_the_rest_and_its_password_never_shown() {
+        let file = "[bus]\nurl = \"amqp://tdmon:s3cret@rabbit.internal:5672/tdmon\"\n";
+        let env = [("TDMON_BUS__PREFETCH__JOBS", "20")];
+        let config = load_text(file, &env, &["bus.prefix=staging"]).unwrap();
+        let bus = &config.effective["bus"];
+        assert_eq!(
+            bus["url"].as_str(),
+            Some("amqp://tdmon:***@rabbit.internal:5672/tdmon")
+        );
+        assert_eq!(bus["prefix"].as_str(), Some("staging"));
+        assert_eq!(bus["prefetch"]["jobs"].as_integer(), Some(20));
+        let shown = toml::to_string(&config.effective).unwrap();
+        assert!(!shown.contains("s3cret"), "{shown}");
+
+        let err = load_text("[bus]\nurl = \"http://u:s3cret@h/\"\n", &[], &[]).unwrap_err();
+        let err = format!("{err:#}");
+        assert!(err.contains("in [bus]") && err.contains("amqp"), "{err}");
+        assert!(!err.contains("s3cret"), "{err}");
+        let err = load_text("", &[("TDMON_BUS__DELIVERY_LIMIT", "0")], &[]).unwrap_err();
+        assert!(
+            format!("{err:#}").contains("bus.delivery_limit: must be at least 1"),
+            "{err:#}"
         );
     }
 
