@@ -38,7 +38,7 @@ const PUBLISH_ATTEMPTS: usize = 3;
 const ACK_DRAIN: Duration = Duration::from_secs(5);
 
 /// One message to publish.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub(crate) struct Outgoing {
     pub(crate) exchange: ShortString,
     pub(crate) routing_key: ShortString,
@@ -68,7 +68,7 @@ pub(crate) enum Source {
 /// A consumer that survives reconnections.
 #[derive(Debug)]
 pub(crate) struct Intake {
-    pub(crate) source: Source,
+    source: Source,
     prefetch: u16,
     pub(crate) subscription: tokio::sync::Mutex<Option<Subscription>>,
 }
@@ -87,7 +87,7 @@ impl Intake {
 #[derive(Debug)]
 pub(crate) struct Subscription {
     /// The queue it consumes (server-named for a private one).
-    pub(crate) queue: String,
+    queue: String,
     consumer: Consumer,
     /// Kept open for as long as its deliveries may be settled.
     _channel: Channel,
@@ -368,18 +368,23 @@ impl Broker {
         subscription: &mut Option<Subscription>,
         until: Option<Instant>,
     ) -> Option<RawDelivery> {
+        let mut failures = 0;
         loop {
             if self.consuming.is_cancelled() {
                 return None;
             }
             let current = match subscription {
                 Some(current) => current,
+                // A batch filling up ends rather than wait for a new
+                // subscription.
+                None if until.is_some() => return None,
                 None => match self.subscribe(intake).await {
                     Ok(new) => subscription.insert(new),
                     Err(BusError::Closed) => return None,
                     Err(e) => {
                         tracing::error!(error = %tdmon_core::error_chain(&e), "cannot consume; retrying");
-                        self.pause().await;
+                        self.pause(failures).await;
+                        failures = failures.saturating_add(1);
                         continue;
                     }
                 },
@@ -410,15 +415,20 @@ impl Broker {
                 }
             }
             *subscription = None;
-            self.pause().await;
+            self.pause(0).await;
         }
     }
 
-    /// The shortest reconnection pause, so that a failing subscription does
-    /// not spin.
-    async fn pause(&self) {
+    /// A reconnection pause, so that a failing subscription does not spin.
+    async fn pause(&self, failures: u32) {
+        let pause = backoff::delay(
+            failures,
+            self.settings.reconnect_min(),
+            self.settings.reconnect_max(),
+            fastrand::f64(),
+        );
         tokio::select! {
-            () = tokio::time::sleep(self.settings.reconnect_min()) => {}
+            () = tokio::time::sleep(pause) => {}
             () = self.consuming.cancelled() => {}
         }
     }

@@ -2,8 +2,8 @@
 //! lapin, with the topology described in docs/MESSAGES.md.
 //!
 //! - One connection per process, named `tdmon-<role>-<host>-<pid>`, with
-//!   heartbeats; a channel in confirm mode for every publisher, a channel of
-//!   its own for each consumer.
+//!   heartbeats; one channel in confirm mode shared by every publisher, and a
+//!   channel of its own for each consumer.
 //! - Every message is persistent JSON. Publishing waits for the broker's
 //!   confirms, a batch at a time; a nack is published again, and a message
 //!   returned as unroutable is an error ([`BusError::Returned`]).

@@ -10,6 +10,9 @@ use lapin::{Channel, Connection, ConnectionProperties};
 use crate::config::BusSettings;
 use crate::topology::{self, DeclareError, Topology};
 
+/// How long closing a connection waits for the broker's answer.
+const CLOSE_WAIT: Duration = Duration::from_secs(5);
+
 /// A live connection.
 #[derive(Debug)]
 pub(crate) struct Link {
@@ -101,12 +104,16 @@ impl Link {
     }
 
     /// Closes the connection, if it still is open; the broker then requeues
-    /// every delivery not acknowledged on it.
+    /// every delivery not acknowledged on it. A broker that does not answer
+    /// is not waited for beyond [`CLOSE_WAIT`]: its heartbeat ends the rest.
     pub(crate) async fn close(&self, reason: &str) {
-        if self.connection.status().connected()
-            && let Err(e) = self.connection.close(200, reason.into()).await
-        {
-            tracing::debug!(error = %e, "closing a connection failed");
+        if !self.connection.status().connected() {
+            return;
+        }
+        match tokio::time::timeout(CLOSE_WAIT, self.connection.close(200, reason.into())).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::debug!(error = %e, "closing a connection failed"),
+            Err(_) => tracing::debug!("the broker did not answer the close of a connection"),
         }
     }
 }
