@@ -282,7 +282,8 @@ pub fn observation(url_id: i64) -> Observation {
     serde_json::from_value(serde_json::json!({
         "schema": 1, "job_id": Uuid::now_v7(), "url_id": url_id,
         "url": format!("http://h{url_id}.sim.test/"),
-        "worker": "test", "started_at": "2026-01-01T00:00:00Z", "duration_ms": 3,
+        "worker": "test", "started_at": "2026-01-01T00:00:00Z",
+        "answered_at": "2026-01-01T00:00:00.003Z", "duration_ms": 3,
         "dns": {"outcome": "ok", "answers": ["127.0.0.1"]}, "ip": "127.0.0.1",
         "asn": 64500, "as_org": "Sim", "hoster": "Sim", "http": null,
         "tls_error": null, "fingerprint": null, "outcome": "served", "verdict": "online"
