@@ -17,6 +17,7 @@ use crate::norm::{NormError, Norms};
 use crate::outcome::{Outcome, Verdict, VerdictMap};
 use crate::schedule::{Confirmation, ConfirmationConfig, RuleError, Schedule, ScheduleConfig};
 use crate::state::Rules;
+use crate::url::mask_url;
 
 /// The prefix of environment variables that set configuration keys. Nested
 /// keys are joined with a double underscore: `TDMON_SCHEDULE__HORIZON=30d`.
@@ -40,11 +41,25 @@ pub enum LayerError {
     NotALeaf { origin: String, key: String },
 }
 
-/// Parses one TOML document; `source_name` (a path) prefixes any error.
+/// Parses one TOML document; `source_name` (a path) prefixes any error. The
+/// error names the line and column but does not quote the line: it may hold
+/// a password.
 pub fn parse_layer(text: &str, source_name: &str) -> Result<Table, LayerError> {
-    text.parse::<Table>().map_err(|e| LayerError::Toml {
-        source_name: source_name.to_owned(),
-        message: e.to_string(),
+    text.parse::<Table>().map_err(|e| {
+        let message = e.message().trim_end().replace('\n', "; ");
+        let message = match e.span() {
+            Some(span) => {
+                let before = &text[..span.start.min(text.len())];
+                let line = before.matches('\n').count() + 1;
+                let column = before.rsplit('\n').next().unwrap_or("").chars().count() + 1;
+                format!("line {line}, column {column}: {message}")
+            }
+            None => message,
+        };
+        LayerError::Toml {
+            source_name: source_name.to_owned(),
+            message,
+        }
     })
 }
 
@@ -124,10 +139,10 @@ pub fn set_layer(assignments: &[String]) -> Result<Table, LayerError> {
     for assignment in assignments {
         let (key, value) = assignment
             .split_once('=')
-            .ok_or_else(|| LayerError::NotAnAssignment(assignment.clone()))?;
+            .ok_or_else(|| LayerError::NotAnAssignment(mask_url(assignment).into_owned()))?;
         let path: Vec<&str> = key.trim().split('.').collect();
-        let origin = format!("--set {assignment:?}");
-        assign(&mut layer, &path, loose_value(value.trim()), &origin)?;
+        // The origin names no value: it may be a password.
+        assign(&mut layer, &path, loose_value(value.trim()), "--set")?;
     }
     Ok(layer)
 }
@@ -230,7 +245,20 @@ mod tests {
         let err = set_layer(&["schedule..horizon=1d".to_owned()]).unwrap_err();
         assert!(matches!(err, LayerError::BadKey { .. }), "{err}");
         let err = parse_layer("[schedule\n", "bad.toml").unwrap_err();
-        assert!(err.to_string().starts_with("bad.toml: "), "{err}");
+        assert!(
+            err.to_string().starts_with("bad.toml: line 1, column 10: "),
+            "{err}"
+        );
+        let err =
+            parse_layer("[store]\nurl = \"postgres://u:s3cret@h/db\n", "bad.toml").unwrap_err();
+        assert!(
+            err.to_string().starts_with("bad.toml: line 2, column "),
+            "{err}"
+        );
+        assert!(
+            !err.to_string().contains("s3cret"),
+            "the line is not quoted: {err}"
+        );
     }
 
     #[test]

@@ -28,6 +28,7 @@
 //!   query), `.` and `..` path segments (also as `%2e`) are resolved, `\`
 //!   becomes `/`, and an empty path becomes `/`.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::str::FromStr;
 
@@ -194,6 +195,102 @@ impl Serialize for NormalizedUrl {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(self.as_str())
     }
+}
+
+/// What a masked secret is shown as.
+pub const MASK: &str = "***";
+
+/// `value` with the secrets of the URL in it replaced by [`MASK`], safe to
+/// print: the password of the user information (`postgres://user:***@host`)
+/// and the value of every query parameter whose name suggests a secret
+/// (`?password=***`, `sslpassword`, `passwd`, `pwd`, `secret`, `token`). The
+/// user name and the rest are kept as written. This is the one function that
+/// every printed store URL, configuration value and rejected URL goes through.
+///
+/// The URL runs from its scheme to the end of `value`. A URL that does not
+/// parse is masked more widely: its user information is taken to end at the
+/// last `@`, so that a password with an unescaped `/`, `?`, `#` or space is
+/// hidden too.
+pub fn mask_url(value: &str) -> Cow<'_, str> {
+    let start = url_start(value);
+    let url = &value[start..];
+    let mut hidden: Vec<std::ops::Range<usize>> = Vec::new();
+    if let Some(password) = password_range(url) {
+        hidden.push(password);
+    }
+    let authority_end = hidden.last().map_or(0, |password| password.end);
+    hidden.extend(secret_parameters(url, authority_end));
+    if hidden.is_empty() {
+        return Cow::Borrowed(value);
+    }
+    let mut masked = String::with_capacity(value.len());
+    masked.push_str(&value[..start]);
+    let mut copied = 0;
+    for range in hidden {
+        masked.push_str(&url[copied..range.start]);
+        masked.push_str(MASK);
+        copied = range.end;
+    }
+    masked.push_str(&url[copied..]);
+    Cow::Owned(masked)
+}
+
+/// Where the URL in `value` starts: at the scheme before the first `://`, or
+/// at 0 when there is none.
+fn url_start(value: &str) -> usize {
+    let Some(separator) = value.find("://") else {
+        return 0;
+    };
+    let scheme_len = value[..separator]
+        .bytes()
+        .rev()
+        .take_while(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'))
+        .count();
+    separator - scheme_len
+}
+
+/// The non-empty password of `url`'s user information, as a byte range.
+fn password_range(url: &str) -> Option<std::ops::Range<usize>> {
+    let authority_start = url.find("://")? + 3;
+    let rest = &url[authority_start..];
+    let authority_len = if Url::parse(url).is_ok() {
+        rest.find(['/', '?', '#']).unwrap_or(rest.len())
+    } else {
+        rest.len()
+    };
+    let at = rest[..authority_len].rfind('@')?;
+    let colon = rest[..at].find(':')?;
+    (colon + 1 < at).then(|| authority_start + colon + 1..authority_start + at)
+}
+
+/// The values of query parameters with a secret's name, after `from`.
+fn secret_parameters(url: &str, from: usize) -> Vec<std::ops::Range<usize>> {
+    let Some(question) = url[from..].find('?').map(|i| from + i) else {
+        return Vec::new();
+    };
+    let query_end = url[question..]
+        .find('#')
+        .map_or(url.len(), |i| question + i);
+    let mut secrets = Vec::new();
+    let mut offset = question + 1;
+    for pair in url[question + 1..query_end].split('&') {
+        if let Some((key, value)) = pair.split_once('=')
+            && is_secret_name(key)
+            && !value.is_empty()
+        {
+            let start = offset + key.len() + 1;
+            secrets.push(start..start + value.len());
+        }
+        offset += pair.len() + 1;
+    }
+    secrets
+}
+
+fn is_secret_name(key: &str) -> bool {
+    let key = key.to_ascii_lowercase();
+    ["pass", "pwd", "secret", "token"]
+        .iter()
+        .any(|word| key.contains(word))
 }
 
 #[cfg(test)]
@@ -613,5 +710,41 @@ mod tests {
             let url = url.unwrap();
             prop_assert_eq!(url.host(), host.as_str());
         }
+    }
+
+    #[test]
+    fn masking_hides_passwords_and_secret_parameters_only() {
+        let cases = [
+            (
+                "postgres://tdmon:s3cret@db.example:5432/tdmon",
+                "postgres://tdmon:***@db.example:5432/tdmon",
+            ),
+            (
+                "postgres://u@127.0.0.1/test?sslmode=disable&password=s3cret&application_name=x",
+                "postgres://u@127.0.0.1/test?sslmode=disable&password=***&application_name=x",
+            ),
+            (
+                "postgres:///db?Password=s3cret#f",
+                "postgres:///db?Password=***#f",
+            ),
+            ("amqp://guest:s3cret@h/%2f", "amqp://guest:***@h/%2f"),
+            ("postgres://u:@h/db", "postgres://u:@h/db"),
+            (
+                "postgres://tdmon@localhost/test",
+                "postgres://tdmon@localhost/test",
+            ),
+            ("sqlite://data/tdmon.db", "sqlite://data/tdmon.db"),
+            ("http://a.example/x@y:z", "http://a.example/x@y:z"),
+            ("plain text", "plain text"),
+            // Unparsable: the user information runs to the last '@'.
+            ("postgres://u:pa/ss@h/db", "postgres://u:***@h/db"),
+            ("postgres://u:pa ss@[bad/x", "postgres://u:***@[bad/x"),
+            ("x postgres://u:s3cret@h/db", "x postgres://u:***@h/db"),
+            ("?token=s3cret&a=1", "?token=***&a=1"),
+        ];
+        for (value, masked) in cases {
+            assert_eq!(mask_url(value), masked, "{value}");
+        }
+        assert!(matches!(mask_url("sqlite://tdmon.db"), Cow::Borrowed(_)));
     }
 }
