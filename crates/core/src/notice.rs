@@ -1,16 +1,24 @@
-//! Notices, and loading them from a CSV or JSON Lines file's bytes.
+//! Notices, and reading them from a CSV or JSON Lines file, one line at a time.
 //!
 //! A notice file is processed line by line: a line that is not valid is
 //! reported with its 1-based line number, the field and the reason, and every
 //! other line still loads. Nothing is dropped silently: each non-blank line
-//! ends up accepted, rejected or reported as a duplicate.
+//! ends up accepted, rejected or reported as a duplicate. [`NoticeParser`]
+//! is fed the lines (the caller reads the file) and holds only what duplicate
+//! detection needs, a few bytes per notice, so a file of any size is read in
+//! bounded memory.
 //!
 //! Both formats:
 //! - fields `url` and `notified_at` are required; `notice_id`, `category`,
 //!   `reporter` and `hoster` (alias `claimed_hoster`) are optional, and an
 //!   empty or all-blank optional value means none. Values are trimmed;
+//! - no value may hold a control character (U+0000 to U+001F, U+007F to
+//!   U+009F): a NUL or a line break inside a value is refused, naming the field;
 //! - `notified_at` is an RFC 3339 time *with* an offset (`Z` or `+01:00`); a
-//!   time without one is refused rather than guessed, and the instant is kept;
+//!   time without one is refused rather than guessed, and the instant is kept.
+//!   It must lie in the [`TimeWindow`] of the moment the file is read: not
+//!   before [`NoticeRules::earliest`], and not more than
+//!   [`NoticeRules::max_future`] after now;
 //! - one record per line, split on `\n` with an optional `\r` before it;
 //!   blank lines are skipped; a UTF-8 byte order mark at the start is ignored;
 //!   a line longer than [`MAX_LINE_LEN`] is refused without being parsed;
@@ -21,25 +29,32 @@
 //!   reported with the line it repeats and not loaded again.
 //!
 //! CSV: the first non-blank line is the header and names the columns, in any
-//! order and any letter case. A header without `url` or `notified_at`, or with
-//! one column twice, makes the whole file fail ([`NoticeFileError`]). Columns
-//! that are not notice fields are ignored, with one warning. A row must have
-//! as many fields as the header. Quoting follows RFC 4180 within a line, but a
-//! quoted field cannot run across a line break: no notice field needs one, and
-//! this way an unbalanced quote damages its own line and not the rest.
+//! order and any letter case. A header without `url` or `notified_at`, with
+//! one column twice, or with broken quoting makes the whole file fail
+//! ([`NoticeFileError`]). Columns that are not notice fields are ignored, with
+//! one warning. A row must have as many fields as the header. Quoting follows
+//! RFC 4180 within a line: a value that starts with `"` (after blanks) is
+//! quoted, ends at the next lone `"`, and holds `""` for a quote; only blanks
+//! may follow it before the next comma. A quoted value cannot run across a
+//! line break: no notice field needs one, and this way an unbalanced quote
+//! damages its own line and not the rest. A quote that is not closed, or text
+//! after a closing quote, rejects the line: either would silently change the
+//! value. A quote inside a value that does not start with one is kept as it is.
 //!
 //! JSON Lines: one object per line. Fields that are not notice fields are
 //! ignored, with one warning per field name. A value must be a string (or
 //! null, for an optional field).
 
+use std::borrow::Cow;
 use std::collections::{BTreeSet, HashMap};
 use std::fmt;
-use std::io::{Cursor, SeekFrom};
+use std::hash::{BuildHasher, RandomState};
+use std::time::Duration;
 
-use chrono::{DateTime, NaiveDateTime, SecondsFormat, Utc};
-use serde::{Deserialize, Serialize, Serializer};
+use chrono::{DateTime, NaiveDateTime, SecondsFormat, SubsecRound, Utc};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::url::{NormalizedUrl, UrlError};
+use crate::url::{NormalizedUrl, mask_url};
 
 /// The longest line (or CSV record) read, in bytes, without its line break.
 /// A notice needs a few hundred bytes; this bounds what one bad line costs.
@@ -47,6 +62,10 @@ pub const MAX_LINE_LEN: usize = 64 * 1024;
 
 /// How much of a bad value an error message quotes.
 const QUOTE_LEN: usize = 120;
+
+/// Unknown JSON field names warned about at most; further ones are ignored
+/// silently, so that a file cannot grow the set without bound.
+const MAX_UNKNOWN_KEYS: usize = 100;
 
 /// One notice: a URL that a hosting provider was notified about, and when.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -70,6 +89,8 @@ fn serialize_time<S: Serializer>(time: &DateTime<Utc>, s: S) -> Result<S::Ok, S:
 }
 
 /// The wire form of a notice, checked by [`Notice`]'s `TryFrom` on the way in.
+/// Every rule applies except the [`TimeWindow`], which needs the time of
+/// intake: the intake applies it ([`TimeWindow::check`]).
 #[derive(Debug, Deserialize)]
 struct NoticeRecord {
     url: Option<String>,
@@ -134,6 +155,93 @@ pub fn parse_notified_at(text: &str) -> Result<DateTime<Utc>, TimeError> {
         })
 }
 
+fn format_time(time: DateTime<Utc>) -> String {
+    time.to_rfc3339_opts(SecondsFormat::AutoSi, true)
+}
+
+/// Which notice times are believable (`[notices]` in the configuration).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NoticeRules {
+    /// How far after now a notice time may lie: a sender's clock or time zone
+    /// may be off a little, but a notice from the future is a mistake, and
+    /// its URL would not be checked until then.
+    #[serde(with = "crate::duration")]
+    pub max_future: Duration,
+    /// No notice is older than this: an earlier time is a mistake (a year
+    /// typed wrong, a zero date), and would put a takedown decades late.
+    #[serde(
+        serialize_with = "serialize_time",
+        deserialize_with = "deserialize_time"
+    )]
+    pub earliest: DateTime<Utc>,
+}
+
+fn deserialize_time<'de, D: Deserializer<'de>>(d: D) -> Result<DateTime<Utc>, D::Error> {
+    let text = String::deserialize(d)?;
+    parse_notified_at(&text).map_err(serde::de::Error::custom)
+}
+
+impl Default for NoticeRules {
+    fn default() -> Self {
+        Self {
+            max_future: Duration::from_secs(24 * 60 * 60),
+            earliest: DateTime::from_timestamp(946_684_800, 0).expect("2000-01-01 is a time"),
+        }
+    }
+}
+
+impl NoticeRules {
+    /// The notice times accepted at `now`.
+    pub fn window(&self, now: DateTime<Utc>) -> TimeWindow {
+        // The last instant RFC 3339 can write, four-digit years.
+        let last_writable = DateTime::parse_from_rfc3339("9999-12-31T23:59:59.999999999Z")
+            .expect("a valid time")
+            .with_timezone(&Utc);
+        // Whole seconds, so that the bound a message names is the bound applied.
+        let latest = chrono::TimeDelta::from_std(self.max_future)
+            .ok()
+            .and_then(|ahead| now.checked_add_signed(ahead))
+            .map_or(last_writable, |latest| latest.min(last_writable))
+            .trunc_subsecs(0);
+        TimeWindow {
+            earliest: self.earliest,
+            latest,
+            max_future: self.max_future,
+        }
+    }
+}
+
+/// The notice times accepted at one moment ([`NoticeRules::window`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimeWindow {
+    earliest: DateTime<Utc>,
+    latest: DateTime<Utc>,
+    max_future: Duration,
+}
+
+impl TimeWindow {
+    /// Whether a notice time lies in the window, and if not, why.
+    pub fn check(&self, time: DateTime<Utc>) -> Result<(), String> {
+        if time < self.earliest {
+            return Err(format!(
+                "{} is before {}, the earliest notice time accepted (notices.earliest)",
+                format_time(time),
+                format_time(self.earliest)
+            ));
+        }
+        if time > self.latest {
+            return Err(format!(
+                "{} is in the future: later than {}, {} from now (notices.max_future)",
+                format_time(time),
+                format_time(self.latest),
+                crate::duration::format(self.max_future)
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// A notice field as text, before it is checked.
 #[derive(Debug, Default)]
 struct Fields<'a> {
@@ -150,14 +258,9 @@ impl<'a> Fields<'a> {
         let url = match self.url.map(str::trim) {
             None => return Err(field_error(Field::Url, "missing")),
             Some("") => return Err(field_error(Field::Url, "empty")),
-            Some(text) => NormalizedUrl::parse(text).map_err(|e| {
-                let reason = match e {
-                    // A password is never echoed into a report or a log.
-                    UrlError::Credentials => e.to_string(),
-                    _ => format!("{}: {e}", quote(text)),
-                };
-                field_error(Field::Url, reason)
-            })?,
+            // A password is never echoed into a report or a log.
+            Some(text) => NormalizedUrl::parse(text)
+                .map_err(|e| field_error(Field::Url, format!("{}: {e}", quote(&mask_url(text)))))?,
         };
         let notified_at = match self.notified_at.map(str::trim) {
             None => return Err(field_error(Field::NotifiedAt, "missing")),
@@ -165,19 +268,28 @@ impl<'a> Fields<'a> {
             Some(text) => parse_notified_at(text)
                 .map_err(|e| field_error(Field::NotifiedAt, e.to_string()))?,
         };
-        let optional = |value: Option<&str>| {
-            value
-                .map(str::trim)
-                .filter(|v| !v.is_empty())
-                .map(str::to_owned)
+        let optional = |field: Field, value: Option<&str>| {
+            let Some(value) = value.map(str::trim).filter(|v| !v.is_empty()) else {
+                return Ok(None);
+            };
+            match value.char_indices().find(|(_, c)| c.is_control()) {
+                Some((offset, c)) => Err(field_error(
+                    field,
+                    format!(
+                        "contains control character U+{:04X} at byte {offset}",
+                        u32::from(c)
+                    ),
+                )),
+                None => Ok(Some(value.to_owned())),
+            }
         };
         Ok(Notice {
             url,
             notified_at,
-            notice_id: optional(self.notice_id),
-            category: optional(self.category),
-            reporter: optional(self.reporter),
-            claimed_hoster: optional(self.hoster),
+            notice_id: optional(Field::NoticeId, self.notice_id)?,
+            category: optional(Field::Category, self.category)?,
+            reporter: optional(Field::Reporter, self.reporter)?,
+            claimed_hoster: optional(Field::Hoster, self.hoster)?,
         })
     }
 
@@ -312,7 +424,7 @@ impl fmt::Display for DuplicateKey {
                 f,
                 "url {} notified at {}",
                 quote(url.as_str()),
-                notified_at.to_rfc3339_opts(SecondsFormat::AutoSi, true)
+                format_time(*notified_at)
             ),
         }
     }
@@ -355,7 +467,7 @@ pub struct Warning {
 
 impl fmt::Display for Warning {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "line {}: {}", self.line, self.message)
+        write!(f, "line {}: warning: {}", self.line, self.message)
     }
 }
 
@@ -378,6 +490,10 @@ pub enum NoticeFileError {
     HeaderTooLong { line: u64, len: usize },
     #[error("line {line}: the header is not valid UTF-8")]
     HeaderNotUtf8 { line: u64 },
+    #[error("line {line}: the header's {reason}")]
+    HeaderQuoting { line: u64, reason: String },
+    #[error("line {line}: a notice file has at most {} lines", u32::MAX)]
+    TooManyLines { line: u64 },
 }
 
 impl NoticeFileError {
@@ -388,85 +504,173 @@ impl NoticeFileError {
             NoticeFileError::MissingColumn { line, .. }
             | NoticeFileError::DuplicateColumn { line, .. }
             | NoticeFileError::HeaderTooLong { line, .. }
-            | NoticeFileError::HeaderNotUtf8 { line } => Some(*line),
+            | NoticeFileError::HeaderNotUtf8 { line }
+            | NoticeFileError::HeaderQuoting { line, .. }
+            | NoticeFileError::TooManyLines { line } => Some(*line),
         }
     }
 }
 
-/// What loading a notice file found, every list in line order.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct NoticeLoad {
-    /// The notices loaded, with their line numbers.
-    pub accepted: Vec<(u64, Notice)>,
-    /// Lines not loaded, one entry per line.
-    pub rejected: Vec<LineError>,
-    /// Valid lines that repeat an accepted notice.
-    pub duplicates: Vec<Duplicate>,
-    pub warnings: Vec<Warning>,
+/// What one line of a notice file came to. A line gives at most one notice,
+/// rejection or duplicate, and may add warnings after it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Entry {
+    /// A valid notice, to be loaded.
+    Notice {
+        line: u64,
+        notice: Notice,
+    },
+    Rejected(LineError),
+    Duplicate(Duplicate),
+    Warning(Warning),
 }
 
-impl NoticeLoad {
-    /// Every line loaded: nothing rejected and no duplicates. Warnings do not
-    /// make a file unclean.
-    pub fn is_clean(&self) -> bool {
-        self.rejected.is_empty() && self.duplicates.is_empty()
-    }
-
-    fn reject(&mut self, line: u64, field: Option<&'static str>, reason: impl Into<String>) {
-        self.rejected.push(LineError {
-            line,
-            field,
-            reason: reason.into(),
-        });
-    }
+/// Parses a notice file fed to it one line at a time, in order: see the
+/// module documentation for the rules.
+#[derive(Debug)]
+pub struct NoticeParser {
+    format: NoticeFormat,
+    window: TimeWindow,
+    /// CSV: the notice field of each column, once the header is read.
+    columns: Option<Vec<Option<Field>>>,
+    seen: SeenKeys,
+    /// JSON Lines: the unknown field names warned about.
+    unknown_keys: BTreeSet<String>,
 }
 
-/// Parses a notice file in `format`.
-pub fn parse(format: NoticeFormat, bytes: &[u8]) -> Result<NoticeLoad, NoticeFileError> {
-    match format {
-        NoticeFormat::Csv => parse_csv(bytes),
-        NoticeFormat::Jsonl => Ok(parse_jsonl(bytes)),
+impl NoticeParser {
+    /// A parser for a file in `format`, accepting notice times in `window`.
+    pub fn new(format: NoticeFormat, window: TimeWindow) -> Self {
+        NoticeParser {
+            format,
+            window,
+            columns: None,
+            seen: SeenKeys::default(),
+            unknown_keys: BTreeSet::new(),
+        }
     }
-}
 
-/// Parses a CSV notice file: see the module documentation. Fails only when
-/// the header makes the whole file unreadable; a bad line is reported in the
-/// result.
-pub fn parse_csv(bytes: &[u8]) -> Result<NoticeLoad, NoticeFileError> {
-    let mut load = NoticeLoad::default();
-    let mut dedup = Dedup::default();
-    let mut lines = lines(bytes).filter(|(_, line)| !is_blank(line));
-
-    let Some((header_line, header)) = lines.next() else {
-        return Err(NoticeFileError::Empty);
-    };
-    if header.len() > MAX_LINE_LEN {
-        return Err(NoticeFileError::HeaderTooLong {
-            line: header_line,
-            len: header.len(),
-        });
-    }
-    let mut csv_lines = CsvLines::new();
-    let columns = parse_header(header_line, csv_lines.split(header), &mut load)?;
-
-    for (number, line) in lines {
+    /// Parses line `number` (1-based, every line of the file counted), given
+    /// without its `\n`, and appends what it came to to `out`. Fails only when
+    /// the file cannot be read on (a CSV header that is not usable).
+    pub fn line(
+        &mut self,
+        number: u64,
+        line: &[u8],
+        out: &mut Vec<Entry>,
+    ) -> Result<(), NoticeFileError> {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        let line = match number {
+            1 => line.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(line),
+            _ => line,
+        };
+        if line.iter().all(u8::is_ascii_whitespace) {
+            return Ok(());
+        }
         if line.len() > MAX_LINE_LEN {
-            load.reject(number, None, too_long(line.len()));
-            continue;
+            return self.too_long(number, line.len(), out);
         }
-        match csv_notice(&columns, csv_lines.split(line)) {
-            Ok(notice) => dedup.add(&mut load, number, notice),
-            Err((field, reason)) => load.reject(number, field, reason),
+        let line_number =
+            u32::try_from(number).map_err(|_| NoticeFileError::TooManyLines { line: number })?;
+        let start = out.len();
+        let parsed = match (self.format, &self.columns) {
+            (NoticeFormat::Csv, None) => {
+                self.columns = Some(parse_header(number, line, out)?);
+                return Ok(());
+            }
+            (NoticeFormat::Csv, Some(columns)) => csv_notice(columns, line),
+            (NoticeFormat::Jsonl, _) => self.jsonl_notice(number, line, out),
+        };
+        let mut warnings = out.split_off(start);
+        match parsed.and_then(|notice| {
+            self.window
+                .check(notice.notified_at)
+                .map(|()| notice)
+                .map_err(|reason| (Some(Field::NotifiedAt.name()), reason))
+        }) {
+            Ok(notice) => out.push(self.seen.admit(number, line_number, notice)),
+            Err((field, reason)) => out.push(Entry::Rejected(LineError {
+                line: number,
+                field,
+                reason,
+            })),
+        }
+        // A line's own verdict comes before what it taught about the file.
+        out.append(&mut warnings);
+        Ok(())
+    }
+
+    /// Reports line `number`, `len` bytes long without its line break, as
+    /// too long (for a reader that did not keep it whole).
+    pub fn too_long(
+        &mut self,
+        number: u64,
+        len: usize,
+        out: &mut Vec<Entry>,
+    ) -> Result<(), NoticeFileError> {
+        if self.format == NoticeFormat::Csv && self.columns.is_none() {
+            return Err(NoticeFileError::HeaderTooLong { line: number, len });
+        }
+        out.push(Entry::Rejected(LineError {
+            line: number,
+            field: None,
+            reason: format!("the line is {len} bytes long, over the {MAX_LINE_LEN}-byte limit"),
+        }));
+        Ok(())
+    }
+
+    /// Ends the file: a CSV file needs a header.
+    pub fn finish(self) -> Result<(), NoticeFileError> {
+        match (self.format, self.columns) {
+            (NoticeFormat::Csv, None) => Err(NoticeFileError::Empty),
+            _ => Ok(()),
         }
     }
-    Ok(load)
+
+    /// The notice of one JSON line; warnings about unknown fields go to `out`.
+    fn jsonl_notice(
+        &mut self,
+        number: u64,
+        line: &[u8],
+        out: &mut Vec<Entry>,
+    ) -> Result<Notice, (Option<&'static str>, String)> {
+        let text = std::str::from_utf8(line).map_err(|e| (None, not_utf8_reason(line, &e)))?;
+        let object = match serde_json::from_str::<serde_json::Value>(text) {
+            Ok(serde_json::Value::Object(object)) => object,
+            Ok(other) => {
+                let reason = format!("expected a JSON object, found {}", json_kind(&other));
+                return Err((None, reason));
+            }
+            Err(e) => return Err((None, format!("not valid JSON: {}", json_error(&e)))),
+        };
+        for key in object.keys() {
+            if Field::from_name(key).is_none()
+                && self.unknown_keys.len() < MAX_UNKNOWN_KEYS
+                && self.unknown_keys.insert(key.clone())
+            {
+                out.push(Entry::Warning(Warning {
+                    line: number,
+                    message: format!("field {} is not a notice field; ignored", quote(key)),
+                }));
+            }
+        }
+        notice_from_object(&object).map_err(|e| (Some(e.field), e.reason))
+    }
 }
 
 /// The notice in one CSV row, or the field at fault and why.
 fn csv_notice(
     columns: &[Option<Field>],
-    record: &csv::ByteRecord,
+    line: &[u8],
 ) -> Result<Notice, (Option<&'static str>, String)> {
+    let record = split_csv_line(line).map_err(|e| {
+        let field = columns.get(e.column).copied().flatten();
+        let reason = match field {
+            Some(_) => e.problem.to_owned(),
+            None => format!("column {}: {}", e.column + 1, e.problem),
+        };
+        (field.map(Field::name), reason)
+    })?;
     if record.len() < columns.len() {
         let field = columns[record.len()..].iter().flatten().next();
         let reason = format!(
@@ -488,7 +692,7 @@ fn csv_notice(
     let mut known: Vec<(Field, &[u8])> = columns
         .iter()
         .zip(record.iter())
-        .filter_map(|(column, value)| column.map(|field| (field, value)))
+        .filter_map(|(column, value)| column.map(|field| (field, value.as_ref())))
         .collect();
     known.sort_by_key(|&(field, _)| field);
     let mut fields = Fields::default();
@@ -498,56 +702,6 @@ fn csv_notice(
         fields.set(field, Some(text));
     }
     fields.into_notice().map_err(|e| (Some(e.field), e.reason))
-}
-
-/// Parses a JSON Lines notice file: see the module documentation.
-pub fn parse_jsonl(bytes: &[u8]) -> NoticeLoad {
-    let mut load = NoticeLoad::default();
-    let mut dedup = Dedup::default();
-    let mut unknown_keys = BTreeSet::new();
-
-    for (number, line) in lines(bytes) {
-        if is_blank(line) {
-            continue;
-        }
-        if line.len() > MAX_LINE_LEN {
-            load.reject(number, None, too_long(line.len()));
-            continue;
-        }
-        let text = match std::str::from_utf8(line) {
-            Ok(text) => text,
-            Err(e) => {
-                load.reject(number, None, not_utf8_reason(line, &e));
-                continue;
-            }
-        };
-        let object = match serde_json::from_str::<serde_json::Value>(text) {
-            Ok(serde_json::Value::Object(object)) => object,
-            Ok(other) => {
-                let reason = format!("expected a JSON object, found {}", json_kind(&other));
-                load.reject(number, None, reason);
-                continue;
-            }
-            Err(e) => {
-                load.reject(number, None, format!("not valid JSON: {}", json_error(&e)));
-                continue;
-            }
-        };
-
-        for key in object.keys() {
-            if Field::from_name(key).is_none() && unknown_keys.insert(key.clone()) {
-                load.warnings.push(Warning {
-                    line: number,
-                    message: format!("field {} is not a notice field; ignored", quote(key)),
-                });
-            }
-        }
-        match notice_from_object(&object) {
-            Ok(notice) => dedup.add(&mut load, number, notice),
-            Err(e) => load.reject(number, Some(e.field), e.reason),
-        }
-    }
-    load
 }
 
 fn notice_from_object(
@@ -600,27 +754,6 @@ fn json_error(error: &serde_json::Error) -> String {
     }
 }
 
-/// The lines of a file with their 1-based numbers, without `\n` or `\r\n`,
-/// and without a UTF-8 byte order mark at the start.
-fn lines(bytes: &[u8]) -> impl Iterator<Item = (u64, &[u8])> {
-    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
-    let bytes = bytes.strip_suffix(b"\n").unwrap_or(bytes);
-    (!bytes.is_empty())
-        .then(|| bytes.split(|&b| b == b'\n'))
-        .into_iter()
-        .flatten()
-        .zip(1..)
-        .map(|(line, number)| (number, line.strip_suffix(b"\r").unwrap_or(line)))
-}
-
-fn is_blank(line: &[u8]) -> bool {
-    line.iter().all(u8::is_ascii_whitespace)
-}
-
-fn too_long(len: usize) -> String {
-    format!("the line is {len} bytes long, over the {MAX_LINE_LEN}-byte limit")
-}
-
 fn not_utf8_reason(bytes: &[u8], error: &std::str::Utf8Error) -> String {
     let at = error.valid_up_to();
     format!(
@@ -629,57 +762,85 @@ fn not_utf8_reason(bytes: &[u8], error: &std::str::Utf8Error) -> String {
     )
 }
 
-/// Splits CSV lines into fields, one line at a time, so that a line break
-/// never ends up inside a field and an unbalanced quote runs only to the end
-/// of its own line. One reader serves every line: building a reader costs far
-/// more than parsing a short line.
-struct CsvLines<'a> {
-    reader: csv::Reader<Cursor<&'a [u8]>>,
-    record: csv::ByteRecord,
+/// A CSV line whose quoting would change a value; `column` is 0-based.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct QuotingError {
+    column: usize,
+    problem: &'static str,
 }
 
-impl<'a> CsvLines<'a> {
-    fn new() -> Self {
-        let mut reader = csv::ReaderBuilder::new()
-            .has_headers(false)
-            .flexible(true)
-            .terminator(csv::Terminator::Any(b'\n'))
-            .from_reader(Cursor::new(&b""[..]));
-        // Set, so that no header row is ever read from the input.
-        reader.set_byte_headers(csv::ByteRecord::new());
-        CsvLines {
-            reader,
-            record: csv::ByteRecord::new(),
+/// Splits one CSV line, which holds no `\n`, into its fields (RFC 4180
+/// quoting, see the module documentation). A field is borrowed from the line
+/// unless it held a doubled quote.
+fn split_csv_line(line: &[u8]) -> Result<Vec<Cow<'_, [u8]>>, QuotingError> {
+    let is_blank = |b: &u8| matches!(b, b' ' | b'\t');
+    let mut fields = Vec::new();
+    let mut rest = line;
+    loop {
+        let column = fields.len();
+        let start = rest.iter().take_while(|b| is_blank(b)).count();
+        if rest.get(start) != Some(&b'"') {
+            let end = rest.iter().position(|&b| b == b',').unwrap_or(rest.len());
+            fields.push(Cow::Borrowed(&rest[..end]));
+            match rest.get(end) {
+                Some(_) => rest = &rest[end + 1..],
+                None => return Ok(fields),
+            }
+            continue;
         }
-    }
-
-    /// The fields of `line`, which holds no `\n`.
-    fn split(&mut self, line: &'a [u8]) -> &csv::ByteRecord {
-        *self.reader.get_mut() = Cursor::new(line);
-        // Seeking resets the parser and drops what it had buffered. Neither
-        // that nor reading can fail on a byte slice: there is no IO, no UTF-8
-        // check, and records of any length are allowed. On a failure all the
-        // same, the line has no fields, and is rejected for that.
-        let read = self
-            .reader
-            .seek_raw(SeekFrom::Start(0), csv::Position::new())
-            .and_then(|()| self.reader.read_byte_record(&mut self.record));
-        if !matches!(read, Ok(true)) {
-            self.record.clear();
+        // A quoted value: up to the next quote that is not doubled.
+        let body = &rest[start + 1..];
+        let mut value: Cow<'_, [u8]> = Cow::Borrowed(&[]);
+        let mut at = 0;
+        let after = loop {
+            let Some(quote) = body[at..].iter().position(|&b| b == b'"') else {
+                return Err(QuotingError {
+                    column,
+                    problem: "the quoted value is not closed (a quoted value cannot span lines)",
+                });
+            };
+            let end = at + quote;
+            if body.get(end + 1) == Some(&b'"') {
+                value.to_mut().extend_from_slice(&body[at..=end]);
+                at = end + 2;
+                continue;
+            }
+            match &mut value {
+                Cow::Borrowed(_) => value = Cow::Borrowed(&body[..end]),
+                Cow::Owned(owned) => owned.extend_from_slice(&body[at..end]),
+            }
+            break &body[end + 1..];
+        };
+        fields.push(value);
+        let blanks = after.iter().take_while(|b| is_blank(b)).count();
+        match after.get(blanks) {
+            None => return Ok(fields),
+            Some(b',') => rest = &after[blanks + 1..],
+            Some(_) => {
+                return Err(QuotingError {
+                    column,
+                    problem: "text after the closing quote; inside a quoted value, \
+                              write a quote as \"\"",
+                });
+            }
         }
-        &self.record
     }
 }
 
-/// The notice field each header column holds, `None` for an ignored column.
+/// The notice field each header column holds, `None` for an ignored column;
+/// a warning for ignored columns goes to `out`.
 fn parse_header(
     number: u64,
-    record: &csv::ByteRecord,
-    load: &mut NoticeLoad,
+    line: &[u8],
+    out: &mut Vec<Entry>,
 ) -> Result<Vec<Option<Field>>, NoticeFileError> {
+    let record = split_csv_line(line).map_err(|e| NoticeFileError::HeaderQuoting {
+        line: number,
+        reason: format!("column {}: {}", e.column + 1, e.problem),
+    })?;
     let mut columns = Vec::with_capacity(record.len());
     let mut unknown = Vec::new();
-    for name in record.iter() {
+    for name in &record {
         let name = std::str::from_utf8(name)
             .map_err(|_| NoticeFileError::HeaderNotUtf8 { line: number })?
             .trim()
@@ -711,53 +872,113 @@ fn parse_header(
         } else {
             ("columns", "are")
         };
-        load.warnings.push(Warning {
+        out.push(Entry::Warning(Warning {
             line: number,
             message: format!(
                 "{noun} {} {verb} not a notice field; ignored",
                 unknown.join(", ")
             ),
-        });
+        }));
     }
     Ok(columns)
 }
 
-/// The notices accepted so far, by the keys that make a later one a duplicate.
+/// The keys of the notices accepted so far, each as a 64-bit hash with the
+/// line it was first seen on: 12 bytes a key, two keys for a notice with a
+/// `notice_id`, so a million notices take about 24 MB where the notices
+/// themselves would take hundreds. Two different keys share a hash with a
+/// probability of about n²/2⁶⁵ (10⁻⁷ for two million keys); the later one
+/// would then be reported, visibly, as a duplicate of a line it does not
+/// repeat. The hash is seeded per process, so no file can aim at it.
 #[derive(Debug, Default)]
-struct Dedup {
-    by_id: HashMap<String, u64>,
-    by_url_and_time: HashMap<(NormalizedUrl, DateTime<Utc>), u64>,
+struct SeenKeys {
+    hasher: RandomState,
+    /// Keys merged so far, sorted by hash, and the line of each.
+    hashes: Vec<u64>,
+    lines: Vec<u32>,
+    /// Keys since the last merge.
+    recent: HashMap<u64, u32>,
 }
 
-impl Dedup {
-    fn add(&mut self, load: &mut NoticeLoad, line: u64, notice: Notice) {
-        if let Some(id) = &notice.notice_id
-            && let Some(&first) = self.by_id.get(id)
-        {
-            load.duplicates.push(Duplicate {
-                line,
-                duplicate_of: first,
-                key: DuplicateKey::NoticeId(id.clone()),
+/// Keys gathered before they are merged into the sorted ones: at least this
+/// many, and at least 1/32 of those, so that merging costs O(n log n) in all.
+const MERGE_AT: usize = 1 << 16;
+
+impl SeenKeys {
+    /// `notice` as an entry: a duplicate of an earlier line, or a new notice
+    /// whose keys are remembered.
+    fn admit(&mut self, number: u64, line: u32, notice: Notice) -> Entry {
+        let id = notice
+            .notice_id
+            .as_deref()
+            .map(|id| self.hasher.hash_one((0_u8, id)));
+        let url_and_time = self.hasher.hash_one((
+            1_u8,
+            notice.url.as_str(),
+            notice.notified_at.timestamp(),
+            notice.notified_at.timestamp_subsec_nanos(),
+        ));
+        let by_id = id.and_then(|hash| self.first_line(hash)).map(|first| {
+            let id = notice.notice_id.clone().unwrap_or_default();
+            (first, DuplicateKey::NoticeId(id))
+        });
+        let duplicate = by_id.or_else(|| {
+            let first = self.first_line(url_and_time)?;
+            let key = DuplicateKey::UrlAndTime {
+                url: notice.url.clone(),
+                notified_at: notice.notified_at,
+            };
+            Some((first, key))
+        });
+        if let Some((duplicate_of, key)) = duplicate {
+            return Entry::Duplicate(Duplicate {
+                line: number,
+                duplicate_of,
+                key,
             });
-            return;
         }
-        let url_and_time = (notice.url.clone(), notice.notified_at);
-        if let Some(&first) = self.by_url_and_time.get(&url_and_time) {
-            load.duplicates.push(Duplicate {
-                line,
-                duplicate_of: first,
-                key: DuplicateKey::UrlAndTime {
-                    url: url_and_time.0,
-                    notified_at: url_and_time.1,
-                },
-            });
-            return;
+        for hash in id.into_iter().chain([url_and_time]) {
+            self.recent.insert(hash, line);
         }
-        if let Some(id) = &notice.notice_id {
-            self.by_id.insert(id.clone(), line);
+        if self.recent.len() >= MERGE_AT.max(self.hashes.len() / 32) {
+            self.merge();
         }
-        self.by_url_and_time.insert(url_and_time, line);
-        load.accepted.push((line, notice));
+        Entry::Notice {
+            line: number,
+            notice,
+        }
+    }
+
+    fn first_line(&self, hash: u64) -> Option<u64> {
+        let line = match self.recent.get(&hash) {
+            Some(&line) => line,
+            None => self.lines[self.hashes.binary_search(&hash).ok()?],
+        };
+        Some(line.into())
+    }
+
+    /// Merges the recent keys into the sorted ones, in place from the back.
+    fn merge(&mut self) {
+        let mut recent: Vec<(u64, u32)> = self.recent.drain().collect();
+        recent.sort_unstable();
+        let old = self.hashes.len();
+        self.hashes.reserve_exact(recent.len());
+        self.lines.reserve_exact(recent.len());
+        self.hashes.resize(old + recent.len(), 0);
+        self.lines.resize(old + recent.len(), 0);
+        let (mut from, mut to) = (old, self.hashes.len());
+        while let Some(&(hash, line)) = recent.last() {
+            to -= 1;
+            if from > 0 && self.hashes[from - 1] > hash {
+                from -= 1;
+                self.hashes[to] = self.hashes[from];
+                self.lines[to] = self.lines[from];
+            } else {
+                recent.pop();
+                self.hashes[to] = hash;
+                self.lines[to] = line;
+            }
+        }
     }
 }
 
@@ -768,6 +989,56 @@ mod tests {
 
     fn utc(y: i32, mo: u32, d: u32, h: u32, mi: u32, s: u32) -> DateTime<Utc> {
         Utc.with_ymd_and_hms(y, mo, d, h, mi, s).unwrap()
+    }
+
+    /// Everything a file came to, every list in line order.
+    #[derive(Debug, Default, PartialEq, Eq)]
+    struct NoticeLoad {
+        accepted: Vec<(u64, Notice)>,
+        rejected: Vec<LineError>,
+        duplicates: Vec<Duplicate>,
+        warnings: Vec<Warning>,
+    }
+
+    impl NoticeLoad {
+        fn is_clean(&self) -> bool {
+            self.rejected.is_empty() && self.duplicates.is_empty()
+        }
+    }
+
+    /// When the test files are read.
+    fn now() -> DateTime<Utc> {
+        utc(2026, 1, 1, 0, 0, 0)
+    }
+
+    fn parse(format: NoticeFormat, bytes: &[u8]) -> Result<NoticeLoad, NoticeFileError> {
+        let mut parser = NoticeParser::new(format, NoticeRules::default().window(now()));
+        let mut entries = Vec::new();
+        let bytes = bytes.strip_suffix(b"\n").unwrap_or(bytes);
+        if !bytes.is_empty() {
+            for (line, number) in bytes.split(|&b| b == b'\n').zip(1..) {
+                parser.line(number, line, &mut entries)?;
+            }
+        }
+        parser.finish()?;
+        let mut load = NoticeLoad::default();
+        for entry in entries {
+            match entry {
+                Entry::Notice { line, notice } => load.accepted.push((line, notice)),
+                Entry::Rejected(e) => load.rejected.push(e),
+                Entry::Duplicate(d) => load.duplicates.push(d),
+                Entry::Warning(w) => load.warnings.push(w),
+            }
+        }
+        Ok(load)
+    }
+
+    fn parse_csv(bytes: &[u8]) -> Result<NoticeLoad, NoticeFileError> {
+        parse(NoticeFormat::Csv, bytes)
+    }
+
+    fn parse_jsonl(bytes: &[u8]) -> NoticeLoad {
+        parse(NoticeFormat::Jsonl, bytes).expect("JSON Lines has no header")
     }
 
     fn csv(text: &str) -> NoticeLoad {
@@ -923,7 +1194,7 @@ mod tests {
             [
                 "line 3: url: \"ftp://files.example/x\": scheme \"ftp\" is not http or https",
                 "line 4: url: empty",
-                "line 5: url: contains credentials (a user name or password), which a notice must not carry",
+                "line 5: url: \"https://user:***@a.example/\": contains credentials (a user name or password), which a notice must not carry",
             ]
         );
         assert!(!rejected(&load)[2].contains("secret"));
@@ -1022,6 +1293,181 @@ mod tests {
         assert_eq!(accepted_lines(&load), [3]);
         assert_eq!(load.rejected.len(), 1);
         assert_eq!(load.rejected[0].line, 2);
+    }
+
+    #[test]
+    fn control_characters_are_refused_in_every_text_field() {
+        let load = csv("url,notified_at,notice_id,category,reporter,hoster\n\
+             http://a.example/,2024-01-01T00:00:00Z,N\x001,,,\n\
+             http://b.example/,2024-01-01T00:00:00Z,N-2,c\x1bat,,\n\
+             http://c.example/,2024-01-01T00:00:00Z,N-3,,hot\x7fline,\n\
+             http://d.example/,2024-01-01T00:00:00Z,N-4,,,Acme\u{90}\n\
+             http://e\x00.example/,2024-01-01T00:00:00Z,N-5,,,\n\
+             \"http://f.example/\",2024-01-01T00:00:00Z,\" N-6\t\",,,\n");
+        assert_eq!(accepted_lines(&load), [7], "surrounding blanks are trimmed");
+        assert_eq!(
+            rejected(&load),
+            [
+                "line 2: notice_id: contains control character U+0000 at byte 1",
+                "line 3: category: contains control character U+001B at byte 1",
+                "line 4: reporter: contains control character U+007F at byte 3",
+                "line 5: hoster: contains control character U+0090 at byte 4",
+                "line 6: url: \"http://e\\0.example/\": contains control character 0x00 at byte 8",
+            ]
+        );
+
+        let jsonl = parse_jsonl(
+            br#"{"url":"http://a.example/","notified_at":"2024-01-01T00:00:00Z","notice_id":"N\u0000"}"#,
+        );
+        assert_eq!(
+            rejected(&jsonl),
+            ["line 1: notice_id: contains control character U+0000 at byte 1"]
+        );
+        let error = serde_json::from_str::<Notice>(
+            r#"{"url":"http://a.example/","notified_at":"2024-01-01T00:00:00Z","reporter":"a\nb"}"#,
+        )
+        .unwrap_err();
+        assert!(
+            error.to_string().starts_with("reporter: contains control"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn notice_times_must_lie_between_the_floor_and_now_plus_the_skew() {
+        // Read at 2026-01-01T00:00:00Z with the defaults: from 2000-01-01,
+        // up to one day ahead.
+        let load = csv("url,notified_at\n\
+             http://a.example/,2026-01-02T00:00:00Z\n\
+             http://b.example/,2026-01-02T00:00:00.000001Z\n\
+             http://c.example/,2999-01-01T00:00:00Z\n\
+             http://d.example/,9999-12-31T23:00:00Z\n\
+             http://e.example/,9999-12-31T23:00:00-02:00\n\
+             http://f.example/,0001-01-01T00:00:00Z\n\
+             http://g.example/,1999-12-31T23:59:59Z\n\
+             http://h.example/,2000-01-01T01:00:00+01:00\n");
+        assert_eq!(accepted_lines(&load), [2, 9]);
+        let future =
+            "is in the future: later than 2026-01-02T00:00:00Z, 24h from now (notices.max_future)";
+        assert_eq!(
+            rejected(&load),
+            [
+                format!("line 3: notified_at: 2026-01-02T00:00:00.000001Z {future}"),
+                format!("line 4: notified_at: 2999-01-01T00:00:00Z {future}"),
+                format!("line 5: notified_at: 9999-12-31T23:00:00Z {future}"),
+                format!("line 6: notified_at: +10000-01-01T01:00:00Z {future}"),
+                "line 7: notified_at: 0001-01-01T00:00:00Z is before 2000-01-01T00:00:00Z, \
+                 the earliest notice time accepted (notices.earliest)"
+                    .to_owned(),
+                "line 8: notified_at: 1999-12-31T23:59:59Z is before 2000-01-01T00:00:00Z, \
+                 the earliest notice time accepted (notices.earliest)"
+                    .to_owned(),
+            ]
+        );
+
+        // Both bounds are settings.
+        let rules = NoticeRules {
+            max_future: Duration::ZERO,
+            earliest: utc(1990, 1, 1, 0, 0, 0),
+        };
+        let window = rules.window(now());
+        assert_eq!(window.check(utc(1995, 1, 1, 0, 0, 0)), Ok(()));
+        assert_eq!(window.check(now()), Ok(()));
+        assert!(window.check(now() + chrono::TimeDelta::seconds(1)).is_err());
+        // Even a huge skew never admits a time RFC 3339 cannot write.
+        let rules = NoticeRules {
+            max_future: Duration::from_secs(u64::MAX),
+            ..NoticeRules::default()
+        };
+        let late = DateTime::parse_from_rfc3339("9999-12-31T23:00:00-02:00").unwrap();
+        assert!(rules.window(now()).check(late.with_timezone(&Utc)).is_err());
+    }
+
+    #[test]
+    fn the_time_rules_read_and_show_as_written() {
+        let rules: NoticeRules =
+            toml::from_str("max_future = \"2h\"\nearliest = \"2010-06-01T00:00:00+02:00\"\n")
+                .unwrap();
+        assert_eq!(rules.max_future, Duration::from_secs(7200));
+        assert_eq!(rules.earliest, utc(2010, 5, 31, 22, 0, 0));
+        let shown = toml::to_string(&NoticeRules::default()).unwrap();
+        assert_eq!(
+            shown,
+            "max_future = \"24h\"\nearliest = \"2000-01-01T00:00:00Z\"\n"
+        );
+        assert!(toml::from_str::<NoticeRules>("earliest = \"2010-06-01\"\n").is_err());
+    }
+
+    #[test]
+    fn broken_quoting_rejects_the_line_instead_of_changing_a_value() {
+        let load = csv("url,notified_at,notice_id,reporter\n\
+             http://a.example/,2024-01-01T00:00:00Z,\"Q1,x\n\
+             http://b.example/,2024-01-01T00:00:00Z,\"Q3\"junk,x\n\
+             http://c.example/,2024-01-01T00:00:00Z,N-4,\"x\" \"y\"\n\
+             http://d.example/,2024-01-01T00:00:00Z, \"N-5\" ,\"say \"\"hi\"\"\"\n\
+             http://e.example/,2024-01-01T00:00:00Z,N\"6,\"\"\n\
+             http://f.example/,2024-01-01T00:00:00Z,N-7,\"a,\"\"b\"\n\
+             http://g.example/,2024-01-01T00:00:00Z,N-8,\"a\"\"\n");
+        assert_eq!(
+            rejected(&load),
+            [
+                "line 2: notice_id: the quoted value is not closed (a quoted value cannot span lines)",
+                "line 3: notice_id: text after the closing quote; inside a quoted value, write a quote as \"\"",
+                "line 4: reporter: text after the closing quote; inside a quoted value, write a quote as \"\"",
+                "line 8: reporter: the quoted value is not closed (a quoted value cannot span lines)",
+            ]
+        );
+        assert_eq!(accepted_lines(&load), [5, 6, 7]);
+        let quoted = &load.accepted[0].1;
+        assert_eq!(quoted.notice_id.as_deref(), Some("N-5"));
+        assert_eq!(quoted.reporter.as_deref(), Some("say \"hi\""));
+        // A quote inside a value that does not start with one is a character.
+        let literal = &load.accepted[1].1;
+        assert_eq!(literal.notice_id.as_deref(), Some("N\"6"));
+        assert_eq!(literal.reporter, None);
+        assert_eq!(load.accepted[2].1.reporter.as_deref(), Some("a,\"b"));
+
+        // In a column that is not a notice field, the column is named.
+        let load = csv("url,notified_at,notes\nhttp://a.example/,2024-01-01T00:00:00Z,\"x\n");
+        assert_eq!(
+            rejected(&load),
+            ["line 2: column 3: the quoted value is not closed (a quoted value cannot span lines)"]
+        );
+        assert_eq!(
+            parse_csv(b"url,\"notified_at\"x\n")
+                .unwrap_err()
+                .to_string(),
+            "line 1: the header's column 2: text after the closing quote; inside a quoted value, \
+             write a quote as \"\""
+        );
+    }
+
+    #[test]
+    fn duplicates_are_found_across_merges_of_the_key_index() {
+        let mut text = String::from("url,notified_at,notice_id\n");
+        let count = 3 * MERGE_AT;
+        for i in 0..count {
+            text.push_str(&format!(
+                "http://h{i}.example/,2024-01-01T00:00:00Z,N-{i}\n"
+            ));
+        }
+        // The first and the last notice again, by id and by URL and time.
+        text.push_str("http://other.example/,2024-01-01T00:00:00Z,N-0\n");
+        let last = count - 1;
+        text.push_str(&format!("http://h{last}.example/,2024-01-01T00:00:00Z,\n"));
+        text.push_str("http://h1.example/,2024-01-01T00:00:01Z,N-new\n");
+        let load = csv(&text);
+        assert_eq!(load.accepted.len(), count + 1);
+        let duplicates: Vec<(u64, u64)> = load
+            .duplicates
+            .iter()
+            .map(|d| (d.line, d.duplicate_of))
+            .collect();
+        let first_line = count as u64 + 2;
+        assert_eq!(
+            duplicates,
+            [(first_line, 2), (first_line + 1, count as u64 + 1)]
+        );
     }
 
     #[test]
@@ -1137,8 +1583,8 @@ mod tests {
         assert_eq!(
             warnings,
             [
-                "line 1: field \"note\" is not a notice field; ignored",
-                "line 2: field \"tags\" is not a notice field; ignored",
+                "line 1: warning: field \"note\" is not a notice field; ignored",
+                "line 2: warning: field \"tags\" is not a notice field; ignored",
             ]
         );
         assert_eq!(load.duplicates.len(), 1);
