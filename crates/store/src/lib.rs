@@ -88,7 +88,7 @@ use tdmon_core::state::{Phase, Rules, UrlState};
 use tdmon_core::{Event, Observation, Purpose, UrlId};
 use uuid::Uuid;
 
-pub use error::{StoreError, mask_url};
+pub use error::{DriverError, OpenError, StoreError};
 
 /// Options of [`Store::open_with`].
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -198,6 +198,31 @@ impl fmt::Display for Capped {
     }
 }
 
+/// A held monitor lock ([`Store::lock_monitor`]).
+#[derive(Debug)]
+pub struct MonitorLock(Option<HeldLock>);
+
+#[derive(Debug)]
+enum HeldLock {
+    /// Locked while open.
+    File {
+        _open: std::fs::File,
+    },
+    Postgres(sqlx::PgConnection),
+}
+
+impl MonitorLock {
+    /// Gives the lock back (dropping it does too, less politely on PostgreSQL).
+    pub async fn release(self) {
+        match self.0 {
+            Some(HeldLock::Postgres(connection)) => {
+                let _ = sqlx::Connection::close(connection).await;
+            }
+            Some(HeldLock::File { .. }) | None => {}
+        }
+    }
+}
+
 /// Which database a [`Store`] runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Backend {
@@ -261,7 +286,9 @@ impl Store {
             let store = postgres::PgStore::open(url, options.schema.as_deref()).await?;
             Ok(Store(Inner::Postgres(store)))
         } else {
-            Err(StoreError::UnsupportedUrl(mask_url(url)))
+            Err(StoreError::UnsupportedUrl(
+                tdmon_core::url::mask_url(url).into_owned(),
+            ))
         }
     }
 
@@ -278,6 +305,20 @@ impl Store {
             Inner::Sqlite(_) => Backend::Sqlite,
             Inner::Postgres(_) => Backend::Postgres,
         }
+    }
+
+    /// Takes the store's monitor lock: one embedded monitor per store, since
+    /// a monitor gives back every lease when it starts. On SQLite a lock on
+    /// `FILE.lock` beside the database's canonical path; on PostgreSQL an
+    /// advisory lock per schema, held on a connection of its own. Held until
+    /// the [`MonitorLock`] is released or dropped; [`StoreError::Locked`]
+    /// when another process holds it.
+    pub async fn lock_monitor(&self) -> Result<MonitorLock, StoreError> {
+        let held = match &self.0 {
+            Inner::Sqlite(s) => s.lock_monitor()?.map(|file| HeldLock::File { _open: file }),
+            Inner::Postgres(s) => Some(HeldLock::Postgres(s.lock_monitor().await?)),
+        };
+        Ok(MonitorLock(held))
     }
 
     /// Closes the pools, waiting for connections in use to come back.

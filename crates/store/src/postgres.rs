@@ -8,11 +8,12 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow};
 use sqlx::types::Json;
-use sqlx::{AssertSqlSafe, QueryBuilder, Row};
+use sqlx::{AssertSqlSafe, ConnectOptions, Connection, QueryBuilder, Row};
 use tdmon_core::notice::Notice;
 use tdmon_core::state::{Phase, Rules, Subject, UrlState, advance};
+use tdmon_core::url::mask_url;
 use tdmon_core::{Event, Observation, Outcome, UrlId};
 use uuid::Uuid;
 
@@ -23,7 +24,8 @@ use crate::backend::{
 use crate::codec::{
     ObservationColumns, chunks_for, from_json, micros, name_of, parse_name, to_i64,
 };
-use crate::{AddedNotices, Applied, Capped, DueUrl, DuplicateReason, Status, StoreError, mask_url};
+use crate::error::OpenError;
+use crate::{AddedNotices, Applied, Capped, DueUrl, DuplicateReason, Status, StoreError};
 
 type Db = sqlx::Postgres;
 type DbRow = PgRow;
@@ -88,17 +90,19 @@ fn valid_schema(schema: &str) -> bool {
 pub(crate) struct PgStore {
     writer: PgPool,
     reader: PgPool,
+    /// For connections outside the pools (the monitor lock).
+    options: std::sync::Arc<PgConnectOptions>,
     pub(crate) url: String,
 }
 
 impl PgStore {
     pub(crate) async fn open(url: &str, schema: Option<&str>) -> Result<Self, StoreError> {
-        let masked = mask_url(url);
+        let masked = mask_url(url).into_owned();
         let open_error = |source| StoreError::Open {
             url: masked.clone(),
             source,
         };
-        let mut options = PgConnectOptions::from_str(url).map_err(open_error)?;
+        let mut options = connect_options(url).map_err(open_error)?;
         if let Some(schema) = schema {
             if !valid_schema(schema) {
                 return Err(StoreError::InvalidSchema(schema.to_owned()));
@@ -106,25 +110,191 @@ impl PgStore {
             // Set at connection start-up, so every pooled connection has it.
             options = options.options([("search_path", schema)]);
         }
+        // One connection first, so that a server that is not there is
+        // reported at once; the pool would retry until its acquire timeout.
+        first_connection(&options)
+            .await
+            .map_err(open_error)?
+            .close()
+            .await
+            .map_err(|e| open_error(e.into()))?;
         let pool = PgPoolOptions::new()
             .max_connections(MAX_CONNECTIONS)
-            .connect_with(options)
+            .connect_with(options.clone())
             .await
-            .map_err(open_error)?;
+            .map_err(|e| open_error(e.into()))?;
         if let Some(schema) = schema {
             sqlx::query(AssertSqlSafe(format!(
                 "CREATE SCHEMA IF NOT EXISTS {schema}"
             )))
             .execute(&pool)
             .await
-            .map_err(open_error)?;
+            .map_err(|e| open_error(e.into()))?;
         }
-        MIGRATOR.run(&pool).await.map_err(StoreError::Migrate)?;
+        MIGRATOR.run(&pool).await.map_err(StoreError::migrate)?;
         Ok(Self {
             reader: pool.clone(),
             writer: pool,
+            options: std::sync::Arc::new(options),
             url: masked,
         })
+    }
+
+    /// Takes the advisory lock of the store's schema on a connection of its
+    /// own, held until the lock is dropped or released.
+    pub(crate) async fn lock_monitor(&self) -> Result<PgConnection, StoreError> {
+        let options = (*self.options).clone().application_name(LOCK_APPLICATION);
+        let mut connection =
+            first_connection(&options)
+                .await
+                .map_err(|source| StoreError::Open {
+                    url: self.url.clone(),
+                    source,
+                })?;
+        let (schema, locked): (String, bool) = sqlx::query_as(TRY_LOCK_SQL)
+            .fetch_one(&mut connection)
+            .await
+            .map_err(StoreError::query("taking the monitor lock"))?;
+        if locked {
+            return Ok(connection);
+        }
+        let holder: Option<i32> = sqlx::query_scalar(LOCK_HOLDER_SQL)
+            .fetch_optional(&mut connection)
+            .await
+            .map_err(StoreError::query("looking up the monitor lock's holder"))?;
+        let _ = connection.close().await;
+        Err(StoreError::Locked {
+            store: format!("schema {schema} of {}", self.url),
+            holder: holder.map_or_else(
+                || "it holds the schema's advisory lock".to_owned(),
+                |pid| format!("PostgreSQL backend {pid} holds the schema's advisory lock"),
+            ),
+        })
+    }
+}
+
+/// The application name of the connection that holds the monitor lock, as
+/// `pg_stat_activity` shows it.
+const LOCK_APPLICATION: &str = "tdmon monitor lock";
+
+/// The advisory lock key of the schema the tables are in (advisory locks
+/// are per database, so the key needs only the schema).
+macro_rules! lock_key {
+    () => {
+        "hashtextextended('tdmon monitor ' || coalesce(current_schema(), ''), 0)"
+    };
+}
+
+const TRY_LOCK_SQL: &str = concat!(
+    "SELECT coalesce(current_schema(), ''), pg_try_advisory_lock(",
+    lock_key!(),
+    ")"
+);
+
+/// A bigint advisory key shows in `pg_locks` as its high and low halves.
+const LOCK_HOLDER_SQL: &str = concat!(
+    "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted AND objsubid = 1 \
+     AND ((classid::bigint << 32) | objid::bigint) = ",
+    lock_key!(),
+    " LIMIT 1"
+);
+
+/// How long the first connection may take before the server counts as not
+/// answering (the operating system would wait minutes).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a server that is starting up is waited for, and how often it is
+/// tried again meanwhile.
+const STARTUP_WAIT: Duration = Duration::from_secs(30);
+const STARTUP_RETRY: Duration = Duration::from_millis(500);
+
+/// The connection parameters the driver understands (sqlx 0.9). Any other
+/// is refused here: the driver would ignore it and log its value, which may
+/// be a password.
+const KNOWN_PARAMETERS: [&str; 18] = [
+    "sslmode",
+    "ssl-mode",
+    "sslrootcert",
+    "ssl-root-cert",
+    "ssl-ca",
+    "sslcert",
+    "ssl-cert",
+    "sslkey",
+    "ssl-key",
+    "statement-cache-capacity",
+    "host",
+    "hostaddr",
+    "port",
+    "dbname",
+    "user",
+    "password",
+    "application_name",
+    "options",
+];
+
+fn connect_options(url: &str) -> Result<PgConnectOptions, OpenError> {
+    if let Ok(parsed) = url::Url::parse(url) {
+        for (key, _) in parsed.query_pairs() {
+            // `options[NAME]=VALUE` sets one server option.
+            let known = KNOWN_PARAMETERS.contains(&key.as_ref())
+                || (key.starts_with("options[") && key.ends_with(']'));
+            if !known {
+                return Err(OpenError::UnknownParameter(key.into_owned()));
+            }
+        }
+    }
+    PgConnectOptions::from_str(url).map_err(|e| OpenError::Url(e.into()))
+}
+
+/// `HOST:PORT`, or the socket path, for messages.
+fn address(options: &PgConnectOptions) -> String {
+    match options.get_socket() {
+        Some(socket) => socket.display().to_string(),
+        None => format!("{}:{}", options.get_host(), options.get_port()),
+    }
+}
+
+/// One connection: an error at once when nothing listens, after
+/// [`CONNECT_TIMEOUT`] when nothing answers; a server that says it is
+/// starting up is tried again for [`STARTUP_WAIT`].
+async fn first_connection(options: &PgConnectOptions) -> Result<PgConnection, OpenError> {
+    let started = tokio::time::Instant::now();
+    loop {
+        let error = match tokio::time::timeout(CONNECT_TIMEOUT, options.connect()).await {
+            Ok(Ok(connection)) => return Ok(connection),
+            Ok(Err(error)) => error,
+            Err(_) => {
+                return Err(OpenError::NoAnswer {
+                    addr: address(options),
+                    after: CONNECT_TIMEOUT,
+                });
+            }
+        };
+        if let sqlx::Error::Io(io) = &error
+            && matches!(
+                io.kind(),
+                std::io::ErrorKind::ConnectionRefused | std::io::ErrorKind::NotFound
+            )
+        {
+            return Err(OpenError::Refused {
+                addr: address(options),
+            });
+        }
+        // 57P03 cannot_connect_now: the server is starting up (or shutting down).
+        let starting = error
+            .as_database_error()
+            .and_then(|e| e.code())
+            .is_some_and(|code| code == "57P03");
+        if !starting {
+            return Err(error.into());
+        }
+        if started.elapsed() >= STARTUP_WAIT {
+            return Err(OpenError::NotReady {
+                addr: address(options),
+                after: STARTUP_WAIT,
+                source: error.into(),
+            });
+        }
+        tokio::time::sleep(STARTUP_RETRY).await;
     }
 }
 

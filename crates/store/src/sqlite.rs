@@ -2,6 +2,7 @@
 //! (every write call is one transaction on it) and a few read-only readers.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -15,6 +16,7 @@ use sqlx::types::Json;
 use sqlx::{QueryBuilder, Row};
 use tdmon_core::notice::Notice;
 use tdmon_core::state::{Phase, Rules, Subject, UrlState, advance};
+use tdmon_core::url::mask_url;
 use tdmon_core::{Event, Observation, Outcome, UrlId};
 use uuid::Uuid;
 
@@ -25,7 +27,8 @@ use crate::backend::{
 use crate::codec::{
     ObservationColumns, chunks_for, from_json, micros, name_of, parse_name, to_i64,
 };
-use crate::{AddedNotices, Applied, Capped, DueUrl, DuplicateReason, Status, StoreError, mask_url};
+use crate::error::OpenError;
+use crate::{AddedNotices, Applied, Capped, DueUrl, DuplicateReason, Status, StoreError};
 
 type Db = sqlx::Sqlite;
 type DbRow = SqliteRow;
@@ -84,18 +87,20 @@ fn json_opt(row: &DbRow, column: &str, what: &str) -> Result<Option<Value>, Stor
 pub(crate) struct SqliteStore {
     writer: SqlitePool,
     reader: SqlitePool,
+    /// The database file; `None` in memory.
+    file: Option<PathBuf>,
     pub(crate) url: String,
 }
 
 impl SqliteStore {
     pub(crate) async fn open(url: &str) -> Result<Self, StoreError> {
-        let masked = mask_url(url);
+        let masked = mask_url(url).into_owned();
         let open_error = |source| StoreError::Open {
             url: masked.clone(),
             source,
         };
         let base = SqliteConnectOptions::from_str(url)
-            .map_err(open_error)?
+            .map_err(|e| open_error(OpenError::Url(e.into())))?
             .busy_timeout(BUSY_TIMEOUT)
             .foreign_keys(true);
         let writer_options = base
@@ -111,8 +116,8 @@ impl SqliteStore {
             .max_connections(1)
             .connect_with(writer_options)
             .await
-            .map_err(open_error)?;
-        MIGRATOR.run(&writer).await.map_err(StoreError::Migrate)?;
+            .map_err(|e| open_error(e.into()))?;
+        MIGRATOR.run(&writer).await.map_err(StoreError::migrate)?;
 
         let in_memory = url.contains(":memory:") || url.contains("mode=memory");
         let reader = if in_memory {
@@ -121,15 +126,44 @@ impl SqliteStore {
         } else {
             SqlitePoolOptions::new()
                 .max_connections(READERS)
-                .connect_with(base.read_only(true))
+                .connect_with(base.clone().read_only(true))
                 .await
-                .map_err(open_error)?
+                .map_err(|e| open_error(e.into()))?
         };
         Ok(Self {
             writer,
             reader,
+            file: (!in_memory).then(|| base.get_filename().to_path_buf()),
             url: masked,
         })
+    }
+
+    /// Locks `FILE.lock` beside the database file, named after the file's
+    /// canonical path, so that every path to one database (a symlink, `..`,
+    /// another working directory) takes the same lock. The lock is on its own
+    /// file: closing a descriptor of the database file itself would drop
+    /// SQLite's own locks in this process. In memory there is nothing to share.
+    pub(crate) fn lock_monitor(&self) -> Result<Option<std::fs::File>, StoreError> {
+        let Some(file) = &self.file else {
+            return Ok(None);
+        };
+        let lock_error = |path: &Path| {
+            let path = path.display().to_string();
+            move |source| StoreError::LockFile { path, source }
+        };
+        let canonical = std::fs::canonicalize(file).map_err(lock_error(file))?;
+        let mut lock_path = canonical.clone().into_os_string();
+        lock_path.push(".lock");
+        let lock_path = PathBuf::from(lock_path);
+        let lock = std::fs::File::create(&lock_path).map_err(lock_error(&lock_path))?;
+        match lock.try_lock() {
+            Ok(()) => Ok(Some(lock)),
+            Err(std::fs::TryLockError::WouldBlock) => Err(StoreError::Locked {
+                store: canonical.display().to_string(),
+                holder: format!("it holds the lock on {}", lock_path.display()),
+            }),
+            Err(std::fs::TryLockError::Error(e)) => Err(lock_error(&lock_path)(e)),
+        }
     }
 }
 

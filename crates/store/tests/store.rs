@@ -34,6 +34,7 @@ on_both_backends!(
     kept_counts_equal_a_full_count,
     all_states_reads_every_page,
     reopening_keeps_everything,
+    one_monitor_lock_per_store,
 );
 
 fn t0() -> DateTime<Utc> {
@@ -846,6 +847,40 @@ async fn reopening_keeps_everything(db: &TestDb) {
     assert!(dup.added.is_empty(), "{:?}", dup.added);
     assert_eq!(dup.duplicates.len(), 1);
     reopened.close().await;
+}
+
+/// A second handle, as another process opens the store, cannot take the lock
+/// while the first holds it, and can once it is released.
+async fn one_monitor_lock_per_store(db: &TestDb) {
+    let lock = db.store.lock_monitor().await.unwrap();
+    let other = db.open_again().await;
+    let err = other.lock_monitor().await.unwrap_err();
+    assert!(matches!(err, StoreError::Locked { .. }), "{err:?}");
+    assert!(
+        err.to_string()
+            .starts_with("another tdmon run is already monitoring "),
+        "{err}"
+    );
+    lock.release().await;
+    other.lock_monitor().await.unwrap().release().await;
+    other.close().await;
+}
+
+#[tokio::test]
+async fn the_sqlite_lock_follows_symlinks_to_the_file() {
+    let db = TestDb::sqlite().await;
+    let path = db.sqlite_url().unwrap().strip_prefix("sqlite://").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let link = dir.path().join("link.db");
+    std::os::unix::fs::symlink(path, &link).unwrap();
+    let lock = db.store.lock_monitor().await.unwrap();
+    let through_link = tdmon_store::Store::open(&format!("sqlite://{}", link.display()))
+        .await
+        .unwrap();
+    let err = through_link.lock_monitor().await.unwrap_err();
+    assert!(matches!(err, StoreError::Locked { .. }), "{err:?}");
+    lock.release().await;
+    through_link.close().await;
 }
 
 #[tokio::test]
