@@ -3,6 +3,7 @@
 //! by the crate that owns it and validated once, here; code below `main` only
 //! ever sees the validated [`Config`].
 
+use std::borrow::Cow;
 use std::path::Path;
 
 use anyhow::{Context, bail};
@@ -12,6 +13,8 @@ use serde::de::DeserializeOwned;
 use tdmon_bus_amqp::BusConfig;
 use tdmon_collector::CollectorConfig;
 use tdmon_core::config::{self as layers, Measurement, MeasurementConfig};
+use tdmon_core::notice::NoticeRules;
+use tdmon_core::url::mask_url;
 use tdmon_dispatcher::{DispatcherConfig, DispatcherSettings};
 use tdmon_worker::config::{WorkerConfig, WorkerSettings};
 use toml::{Table, Value};
@@ -19,7 +22,14 @@ use toml::{Table, Value};
 /// Top-level keys of the measurement settings; every other top-level key is a
 /// table owned by one part, listed in `from_tree`. Anything else is refused.
 const MEASUREMENT_KEYS: [&str; 4] = ["schedule", "confirmation", "norms", "verdicts"];
-const SECTION_KEYS: [&str; 5] = ["store", "bus", "dispatcher", "collector", "worker"];
+const SECTION_KEYS: [&str; 6] = [
+    "notices",
+    "store",
+    "bus",
+    "dispatcher",
+    "collector",
+    "worker",
+];
 
 /// The `[store]` table.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -45,6 +55,7 @@ impl Default for StoreConfig {
 #[derive(Debug, Clone)]
 pub(crate) struct Config {
     pub(crate) measurement: Measurement,
+    pub(crate) notices: NoticeRules,
     pub(crate) store: StoreConfig,
     pub(crate) dispatcher: DispatcherSettings,
     pub(crate) collector: CollectorConfig,
@@ -98,6 +109,7 @@ fn from_tree(mut tree: Table) -> anyhow::Result<Config> {
         );
     }
     let mut effective = Table::new();
+    let notices: NoticeRules = section(&mut tree, "notices", &mut effective)?;
     let store: StoreConfig = section(&mut tree, "store", &mut effective)?;
     // Shown with its password masked (`BrokerUrl` serializes so).
     let bus: BusConfig = section(&mut tree, "bus", &mut effective)?;
@@ -107,12 +119,7 @@ fn from_tree(mut tree: Table) -> anyhow::Result<Config> {
     let measurement = MeasurementConfig::deserialize(Value::Table(tree))?;
     let mut shown = Table::try_from(&measurement).context("cannot show the settings")?;
     shown.extend(effective);
-    if let Some(Value::Table(store)) = shown.get_mut("store") {
-        store.insert(
-            "url".to_owned(),
-            Value::String(tdmon_store::mask_url(&store_url(store))),
-        );
-    }
+    shown.iter_mut().for_each(|(_, value)| mask_secrets(value));
     // A check must end (queueing included) before its URL's lease runs out,
     // or the URL is dispatched again while it is still being checked.
     let check_bound = dispatcher.job_ttl + worker.total_timeout;
@@ -128,6 +135,7 @@ fn from_tree(mut tree: Table) -> anyhow::Result<Config> {
     bus.validate().context("in [bus]")?;
     Ok(Config {
         measurement: Measurement::try_from(measurement)?,
+        notices,
         dispatcher: dispatcher.validate().context("in [dispatcher]")?,
         collector: collector.validate().context("in [collector]")?,
         worker: worker.validate().context("in [worker]")?,
@@ -136,12 +144,19 @@ fn from_tree(mut tree: Table) -> anyhow::Result<Config> {
     })
 }
 
-fn store_url(table: &Table) -> String {
-    table
-        .get("url")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_owned()
+/// Masks the secrets of every URL among the settings (the store's, and any
+/// other), wherever it is: `tdmon config show` prints them all.
+fn mask_secrets(value: &mut Value) {
+    match value {
+        Value::String(text) => {
+            if let Cow::Owned(masked) = mask_url(text) {
+                *text = masked;
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(mask_secrets),
+        Value::Table(table) => table.iter_mut().for_each(|(_, value)| mask_secrets(value)),
+        _ => {}
+    }
 }
 
 /// Takes the table `key` out of `tree`, deserializes it with its defaults,

@@ -1,11 +1,19 @@
 //! `tdmon`: parses the command line, loads the configuration, starts tracing and
 //! hands over to the subcommand. Every role lives in its own library crate.
 //!
-//! Exit codes (also in README.md):
+//! Exit codes, the same for every command (also in README.md):
 //! - 0: success;
-//! - 1: the input had problems that were reported (rejected notice lines);
-//! - 2: usage or configuration error;
-//! - 3: runtime failure (IO, database, broker).
+//! - 1: the input was read and some of it was refused, each problem
+//!   reported: rejected or duplicate notice lines, a notice file header that
+//!   is not usable, URLs that are not valid;
+//! - 2: usage or configuration error: the command line or a setting is not
+//!   valid, a file named on the command line cannot be opened or its format
+//!   is unknown, the store URL is not usable;
+//! - 3: runtime failure: reading or writing fails midway, the store or the
+//!   network fails, another monitor holds the store.
+//!
+//! A command returns the status it ends with, or an error; [`exit_for`] maps
+//! every error to its status, in one place.
 
 mod cli;
 mod commands;
@@ -25,6 +33,36 @@ pub(crate) enum Exit {
     InputRejected = 1,
     Usage = 2,
     Failure = 3,
+}
+
+/// An error that the user fixes in the command line or the configuration:
+/// exit status 2 wherever it occurs.
+#[derive(Debug)]
+pub(crate) struct UsageError(pub(crate) String);
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
+
+/// The exit status of a command that failed with `error`.
+fn exit_for(error: &anyhow::Error) -> Exit {
+    for cause in error.chain() {
+        if cause.is::<UsageError>()
+            || cause
+                .downcast_ref::<tdmon_store::StoreError>()
+                .is_some_and(tdmon_store::StoreError::is_configuration)
+        {
+            return Exit::Usage;
+        }
+        if cause.is::<tdmon_core::notice::NoticeFileError>() {
+            return Exit::InputRejected;
+        }
+    }
+    Exit::Failure
 }
 
 impl From<Exit> for ExitCode {
@@ -52,7 +90,7 @@ fn main() -> ExitCode {
     };
 
     let result = match cli.command {
-        Command::Notices(command) => commands::notices::run(command),
+        Command::Notices(command) => commands::notices::run(command, &config),
         Command::Config(command) => commands::config::run(command, &config),
         Command::Check(args) => commands::check::run(
             args,
@@ -74,7 +112,7 @@ fn main() -> ExitCode {
         Ok(exit) => exit.into(),
         Err(e) => {
             eprintln!("tdmon: {e:#}");
-            Exit::Failure.into()
+            exit_for(&e).into()
         }
     }
 }

@@ -627,3 +627,120 @@ fn the_demo_measures_the_simulated_network_and_holds_the_truth() {
     );
     assert!(dir.path().join("tdmon.db").exists());
 }
+
+/// Whether some process holds an flock on `path` (from /proc/locks), looked
+/// at without taking the lock, so the monitor is never disturbed.
+fn flock_held(path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt as _;
+    let Ok(inode) = std::fs::metadata(path).map(|m| m.ino()) else {
+        return false;
+    };
+    let locks = std::fs::read_to_string("/proc/locks").unwrap();
+    locks.lines().any(|line| {
+        line.contains("FLOCK")
+            && line
+                .split_whitespace()
+                .any(|field| field.rsplit(':').next() == Some(&inode.to_string()))
+    })
+}
+
+/// Waits (at most 30 s) until `ready` holds.
+fn wait_until(what: &str, mut ready: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !ready() {
+        assert!(std::time::Instant::now() < deadline, "timed out: {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A second `tdmon run` on the store that `first` monitors: it must refuse
+/// to start, saying why, while the first keeps running and stops cleanly.
+fn second_run_is_refused(mut first: Child, second: &mut Command) {
+    let started = std::time::Instant::now();
+    let mut second = second
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    while second.try_wait().unwrap().is_none() {
+        if started.elapsed() > Duration::from_secs(20) {
+            let _ = second.kill();
+            signal(&first, "TERM");
+            let _ = first.wait();
+            panic!("a second monitor started on the same store");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let refused = second.wait_with_output().unwrap();
+    let log = stderr(&refused);
+    assert_eq!(refused.status.code(), Some(3), "{log}");
+    assert!(
+        log.contains("another tdmon run is already monitoring"),
+        "{log}"
+    );
+    assert!(first.try_wait().unwrap().is_none(), "the first still runs");
+    signal(&first, "TERM");
+    let stopped = first.wait_with_output().unwrap();
+    assert!(stopped.status.success(), "{}", stderr(&stopped));
+}
+
+#[test]
+fn a_symlink_to_a_monitored_sqlite_file_cannot_start_a_second_monitor() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("tdmon.db");
+    let link_dir = dir.path().join("elsewhere");
+    std::fs::create_dir(&link_dir).unwrap();
+    let link = link_dir.join("link.db");
+    std::os::unix::fs::symlink(&db, &link).unwrap();
+
+    let first = Command::new(env!("CARGO_BIN_EXE_tdmon"))
+        .args(["run", "--db"])
+        .arg(&db)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lock = dir.path().join("tdmon.db.lock");
+    wait_until("the first monitor holds its lock", || flock_held(&lock));
+    second_run_is_refused(
+        first,
+        Command::new(env!("CARGO_BIN_EXE_tdmon"))
+            .args(["run", "--db"])
+            .arg(&link),
+    );
+}
+
+#[test]
+fn two_monitors_cannot_run_on_one_postgres_schema() {
+    let store = TestStore::postgres();
+    let schema = store.schema.clone().unwrap();
+    let run = || {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_tdmon"));
+        command.args([
+            "--set",
+            &format!("store.url={}", store.url),
+            "--set",
+            &format!("store.schema={schema}"),
+            "run",
+        ]);
+        command
+    };
+    let first = run()
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let held = format!(
+        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted \
+         AND objsubid = 1 AND ((classid::bigint << 32) | objid::bigint) \
+         = hashtextextended('tdmon monitor {schema}', 0)"
+    );
+    wait_until("the first monitor holds its lock", || {
+        let output = Command::new("psql")
+            .args([store.url.as_str(), "-tAq", "-c", &held])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&output.stdout).trim() == "1"
+    });
+    second_run_is_refused(first, &mut run());
+}

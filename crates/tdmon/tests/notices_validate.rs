@@ -103,13 +103,13 @@ fn a_messy_csv_file_reports_each_bad_line_and_exits_1() {
     let output = validate(&[path.to_str().unwrap()]);
     assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
     let expected = format!(
-        "{}: 4 accepted, 5 rejected, 1 duplicate\n\
-         line 3: url: \"ftp://files.example/2\": scheme \"ftp\" is not http or https\n\
+        "line 3: url: \"ftp://files.example/2\": scheme \"ftp\" is not http or https\n\
          line 5: notified_at: \"2024-13-01T00:00:00Z\" is not an RFC 3339 time with offset (input is out of range)\n\
          line 6: notice_id: missing value: the row has 2 fields, the header 4\n\
          line 7: reporter: not valid UTF-8 (byte 0xE9 at offset 3)\n\
          line 8: the line is {MESSY_HUGE_LEN} bytes long, over the 65536-byte limit\n\
-         line 10: duplicate of line 2 (same notice_id \"M-1\")\n",
+         line 10: duplicate of line 2 (same notice_id \"M-1\")\n\
+         {}: 4 accepted, 5 rejected, 1 duplicate\n",
         path.display()
     );
     assert_eq!(stdout(&output), expected);
@@ -184,24 +184,24 @@ fn a_messy_jsonl_file_reports_by_line() {
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(
         lines[0],
+        "line 1: warning: field \"extra\" is not a notice field; ignored"
+    );
+    assert!(lines[1].starts_with("line 2: notified_at: \"2024-01-01T00:00:00\" is not an RFC 3339 time with offset (it has no offset"), "{}", lines[1]);
+    assert!(
+        lines[2].starts_with("line 3: not valid JSON: "),
+        "{}",
+        lines[2]
+    );
+    assert_eq!(
+        lines[3],
+        "line 5: duplicate of line 1 (same url \"https://a.example/\" notified at 2024-01-01T00:00:00Z)"
+    );
+    assert_eq!(
+        lines[4],
         format!(
             "{}: 1 accepted, 2 rejected, 1 duplicate, 1 warning",
             path.display()
         )
-    );
-    assert_eq!(
-        lines[1],
-        "line 1: warning: field \"extra\" is not a notice field; ignored"
-    );
-    assert!(lines[2].starts_with("line 2: notified_at: \"2024-01-01T00:00:00\" is not an RFC 3339 time with offset (it has no offset"), "{}", lines[2]);
-    assert!(
-        lines[3].starts_with("line 3: not valid JSON: "),
-        "{}",
-        lines[3]
-    );
-    assert_eq!(
-        lines[4],
-        "line 5: duplicate of line 1 (same url \"https://a.example/\" notified at 2024-01-01T00:00:00Z)"
     );
     assert_eq!(lines.len(), 5);
 }
@@ -220,8 +220,8 @@ fn warnings_alone_keep_the_exit_status_0() {
     assert_eq!(
         stdout(&output),
         format!(
-            "{}: 1 accepted, 0 rejected, 0 duplicates, 1 warning\n\
-             line 1: warning: column \"internal_ref\" is not a notice field; ignored\n",
+            "line 1: warning: column \"internal_ref\" is not a notice field; ignored\n\
+             {}: 1 accepted, 0 rejected, 0 duplicates, 1 warning\n",
             path.display()
         )
     );
@@ -288,13 +288,124 @@ fn the_format_comes_from_the_extension_or_the_flag() {
 }
 
 #[test]
-fn an_unreadable_file_is_a_failure_naming_the_path() {
+fn a_file_that_cannot_be_opened_is_a_usage_error_naming_the_path() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("absent.csv");
+    for path in [dir.path().join("absent.csv"), dir.path().to_owned()] {
+        let output = validate(&[path.to_str().unwrap(), "--input-format", "csv"]);
+        assert_eq!(output.status.code(), Some(2));
+        assert!(stdout(&output).is_empty());
+        let message = stderr(&output);
+        assert!(message.contains(path.to_str().unwrap()), "{message}");
+        assert!(message.contains("cannot open notice file"), "{message}");
+    }
+}
+
+#[test]
+fn control_characters_are_refused_with_line_and_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("nul.csv");
+    std::fs::write(
+        &path,
+        b"url,notified_at,notice_id,reporter\n\
+          https://a.example/1,2024-01-01T00:00:00Z,N\x001,hotline\n\
+          https://a.example/2,2024-01-01T00:00:00Z,N-2,hot\x07line\n\
+          https://a.example/3,2024-01-01T00:00:00Z,N-3,hotline\n",
+    )
+    .unwrap();
     let output = validate(&[path.to_str().unwrap()]);
-    assert_eq!(output.status.code(), Some(3));
-    assert!(stdout(&output).is_empty());
-    let message = stderr(&output);
-    assert!(message.contains(path.to_str().unwrap()), "{message}");
-    assert!(message.contains("cannot read notice file"), "{message}");
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    assert_eq!(
+        stdout(&output),
+        format!(
+            "line 2: notice_id: contains control character U+0000 at byte 1\n\
+             line 3: reporter: contains control character U+0007 at byte 3\n\
+             {}: 1 accepted, 2 rejected, 0 duplicates\n",
+            path.display()
+        )
+    );
+}
+
+#[test]
+fn notice_times_far_in_the_future_or_past_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("times.jsonl");
+    let mut text = String::new();
+    for (i, at) in [
+        "2024-01-01T00:00:00Z",
+        "2999-01-01T00:00:00Z",
+        "9999-12-31T23:00:00-02:00",
+        "0001-01-01T00:00:00Z",
+        "1999-12-31T23:59:59Z",
+    ]
+    .iter()
+    .enumerate()
+    {
+        text.push_str(&format!(
+            "{{\"url\":\"https://a.example/{i}\",\"notified_at\":\"{at}\"}}\n"
+        ));
+    }
+    std::fs::write(&path, text).unwrap();
+    let output = validate(&[path.to_str().unwrap(), "--format", "json"]);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    let report = json(&output);
+    assert_eq!(report["accepted"], 1);
+    let reasons: Vec<(u64, &str)> = report["rejected"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["line"].as_u64().unwrap(), r["reason"].as_str().unwrap()))
+        .collect();
+    assert_eq!(reasons.len(), 4, "{reasons:?}");
+    for (line, reason) in &reasons[..2] {
+        assert!(
+            reason.contains("is in the future") && reason.contains("notices.max_future"),
+            "line {line}: {reason}"
+        );
+    }
+    for (line, reason) in &reasons[2..] {
+        assert!(
+            reason.contains("is before 2000-01-01T00:00:00Z")
+                && reason.contains("notices.earliest"),
+            "line {line}: {reason}"
+        );
+    }
+
+    // The bounds are settings.
+    let output = Command::new(env!("CARGO_BIN_EXE_tdmon"))
+        .args(["--set", "notices.earliest=0001-01-01T00:00:00Z"])
+        .args([
+            "notices",
+            "validate",
+            path.to_str().unwrap(),
+            "--format",
+            "json",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(json(&output)["accepted"], 3);
+}
+
+#[test]
+fn broken_csv_quoting_is_refused_instead_of_changing_a_value() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("quotes.csv");
+    std::fs::write(
+        &path,
+        "url,notified_at,notice_id\n\
+         https://a.example/1,2024-01-01T00:00:00Z,\"Q1\n\
+         https://a.example/2,2024-01-01T00:00:00Z,Q2\n\
+         https://a.example/3,2024-01-01T00:00:00Z,\"Q3\"junk\n",
+    )
+    .unwrap();
+    let output = validate(&[path.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    assert_eq!(
+        stdout(&output),
+        format!(
+            "line 2: notice_id: the quoted value is not closed (a quoted value cannot span lines)\n\
+             line 4: notice_id: text after the closing quote; inside a quoted value, write a quote as \"\"\n\
+             {}: 1 accepted, 2 rejected, 0 duplicates\n",
+            path.display()
+        )
+    );
 }

@@ -32,7 +32,7 @@ use anyhow::Context;
 use chrono::Utc;
 use indicatif::{ProgressBar, ProgressStyle};
 use tdmon_core::message::SchemaV1;
-use tdmon_core::url::NormalizedUrl;
+use tdmon_core::url::{NormalizedUrl, mask_url};
 use tdmon_core::{CheckJob, Observation, Purpose, VerdictMap};
 use tdmon_worker::{Checker, WorkerSettings};
 use tokio::task::JoinSet;
@@ -84,7 +84,11 @@ pub(crate) fn run(
 
     let (urls, rejected) = normalise(&inputs);
     for (input, error) in &rejected {
-        eprintln!("tdmon check: {}: {:?}: {error}", input.origin, input.text);
+        eprintln!(
+            "tdmon check: {}: {:?}: {error}",
+            input.origin,
+            mask_url(&input.text)
+        );
     }
     let concurrency = args
         .concurrency

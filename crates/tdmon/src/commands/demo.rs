@@ -87,9 +87,7 @@ async fn demo(out: PathBuf, file: Option<&Path>, overrides: &[String]) -> anyhow
     );
 
     let store = super::run::open(&config.store.url, &config).await?;
-    let load = super::notices::load_reporting(&notices, None)?;
-    let accepted: Vec<_> = load.accepted.into_iter().map(|(_, n)| n).collect();
-    store.add_notices(&accepted, net.notice_time()).await?;
+    super::run::add_notices(&store, &notices, None, &config.notices, net.notice_time()).await?;
 
     let shutdown = CancellationToken::new();
     let (totals, watch_totals) = watch::channel(Totals::default());

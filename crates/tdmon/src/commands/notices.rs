@@ -1,79 +1,227 @@
-//! `tdmon notices validate FILE`: parses a notice file as the dispatcher would
-//! load it, and reports every line that would not load.
+//! Notice files: `tdmon notices validate FILE`, and the reading that `tdmon
+//! notify` and `tdmon run --notices` share with it.
 //!
 //! The format comes from `--input-format`, else from the extension (`.csv`;
 //! `.jsonl` or `.ndjson`); another extension without `--input-format` is a
-//! usage error. The report goes to stdout: as text, a summary line
-//! (`notices.csv: 97 accepted, 3 rejected, 1 duplicate`) and then one line per
-//! rejected line, duplicate and warning, in line order; as JSON, one document
-//! `{"file", "accepted", "rejected": [{"line", "field", "reason"}],
+//! usage error. The file is read one line at a time ([`NoticeFile`]), so any
+//! size is read in bounded memory: only duplicate detection grows with the
+//! file, by about 24 bytes per notice (see `tdmon_core::notice`).
+//!
+//! `validate` reports to stdout. As text, one line per rejected line,
+//! duplicate and warning, in line order, as they are found, then a summary
+//! line (`notices.csv: 97 accepted, 3 rejected, 1 duplicate`). As JSON, one
+//! document `{"file", "accepted", "rejected": [{"line", "field", "reason"}],
 //! "duplicates": [{"line", "duplicate_of", "key"}], "warnings": [{"line",
 //! "message"}], "error"}`, where `error` is null unless the header made the
-//! whole file unreadable.
+//! whole file unreadable; it holds every problem until the end.
 //!
-//! Exit status: 0 when every line loads; 1 when a line was rejected, a line
-//! duplicates an earlier one, or the header is unusable. Duplicates count: a
-//! file that repeats a notice is not clean, even though loading it loses
-//! nothing. Warnings (ignored columns or fields) alone do not. 2 for a usage
-//! problem, 3 when the file cannot be read.
+//! Exit status (the mapping every command shares, see `main.rs`): 0 when
+//! every line loads; 1 when a line was rejected, a line duplicates an earlier
+//! one, or the header is unusable. Duplicates count: a file that repeats a
+//! notice is not clean, even though loading it loses nothing. Warnings
+//! (ignored columns or fields) alone do not. 2 when the format is unknown or
+//! the file cannot be opened, 3 when reading it fails midway.
 //!
 //! The parsing and every rule live in `tdmon_core::notice`; this is IO and
 //! formatting only.
 
 use std::fmt::Write as _;
-use std::path::Path;
+use std::fs::File;
+use std::io::{BufRead, BufReader, Write as _};
+use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
+use chrono::{DateTime, Utc};
 use serde::Serialize;
-use tdmon_core::notice::{self, Duplicate, LineError, NoticeFormat, NoticeLoad, Warning};
+use tdmon_core::notice::{
+    Duplicate, Entry, LineError, MAX_LINE_LEN, NoticeFileError, NoticeFormat, NoticeParser,
+    NoticeRules, Warning,
+};
 
-use crate::Exit;
 use crate::cli::{InputFormat, NoticesCommand, ReportFormat, ValidateArgs};
+use crate::config::Config;
+use crate::{Exit, UsageError};
 
-pub(crate) fn run(command: NoticesCommand) -> anyhow::Result<Exit> {
+pub(crate) fn run(command: NoticesCommand, config: &Config) -> anyhow::Result<Exit> {
     match command {
-        NoticesCommand::Validate(args) => validate(&args),
+        NoticesCommand::Validate(args) => validate(&args, &config.notices, Utc::now()),
     }
 }
 
-fn validate(args: &ValidateArgs) -> anyhow::Result<Exit> {
-    let Some(format) = input_format(args) else {
-        eprintln!(
-            "tdmon: cannot tell the format of {} from its extension (.csv, .jsonl or .ndjson); \
-             pass --input-format csv or --input-format jsonl",
-            args.file.display()
-        );
-        return Ok(Exit::Usage);
-    };
-    let bytes = std::fs::read(&args.file)
-        .with_context(|| format!("cannot read notice file {}", args.file.display()))?;
-    let result = notice::parse(format, &bytes);
-
-    let file = args.file.display().to_string();
-    let report = match &result {
-        Ok(load) => Report::new(file, load),
-        Err(error) => Report::unreadable(file, error.to_string()),
-    };
-    let output = match args.format {
-        ReportFormat::Text => report.text(),
-        ReportFormat::Json => {
-            let mut json = serde_json::to_string_pretty(&report)?;
-            json.push('\n');
-            json
+fn validate(args: &ValidateArgs, rules: &NoticeRules, now: DateTime<Utc>) -> anyhow::Result<Exit> {
+    let file = NoticeFile::open(&args.file, args.input_format, rules, now)?;
+    let mut report = Report::new(args.file.display().to_string());
+    let stdout = std::io::stdout();
+    for entry in file {
+        let entry = match entry {
+            Ok(entry) => entry,
+            Err(error) => match error.downcast::<NoticeFileError>() {
+                Ok(unreadable) => {
+                    report.error = Some(unreadable.to_string());
+                    break;
+                }
+                Err(error) => return Err(error),
+            },
+        };
+        if args.format == ReportFormat::Text
+            && let Some(line) = problem_line(&entry)
+        {
+            writeln!(stdout.lock(), "{line}").context("cannot write to standard output")?;
         }
+        report.add(entry, args.format == ReportFormat::Json);
+    }
+    let output = match args.format {
+        ReportFormat::Text => report.summary(),
+        ReportFormat::Json => serde_json::to_string_pretty(&report)?,
     };
-    print!("{output}");
-
-    let clean = result.as_ref().is_ok_and(NoticeLoad::is_clean);
-    Ok(if clean {
+    writeln!(stdout.lock(), "{output}").context("cannot write to standard output")?;
+    Ok(if report.is_clean() {
         Exit::Success
     } else {
         Exit::InputRejected
     })
 }
 
-fn input_format(args: &ValidateArgs) -> Option<NoticeFormat> {
-    format_of(&args.file, args.input_format)
+/// How a problem is printed, one line; `None` for a notice.
+pub(crate) fn problem_line(entry: &Entry) -> Option<String> {
+    match entry {
+        Entry::Notice { .. } => None,
+        Entry::Rejected(error) => Some(error.to_string()),
+        Entry::Duplicate(duplicate) => Some(duplicate.to_string()),
+        Entry::Warning(warning) => Some(warning.to_string()),
+    }
+}
+
+/// A notice file read line by line through a [`NoticeParser`]: an iterator
+/// over what its lines came to. A header that makes the whole file unusable
+/// ends it with a [`NoticeFileError`] in the error's chain.
+#[derive(Debug)]
+pub(crate) struct NoticeFile {
+    path: PathBuf,
+    reader: BufReader<File>,
+    parser: Option<NoticeParser>,
+    /// The current line, at most [`MAX_LINE_LEN`] + 1 bytes of it.
+    line: Vec<u8>,
+    number: u64,
+    /// What the last line came to, in reverse order.
+    pending: Vec<Entry>,
+}
+
+impl NoticeFile {
+    /// Opens a notice file in the format `flag` names, else the one its
+    /// extension names; accepts notice times `rules` allow at `now`.
+    pub(crate) fn open(
+        path: &Path,
+        flag: Option<InputFormat>,
+        rules: &NoticeRules,
+        now: DateTime<Utc>,
+    ) -> anyhow::Result<NoticeFile> {
+        let format = format_of(path, flag).ok_or_else(|| {
+            UsageError(format!(
+                "cannot tell the format of {} from its extension (.csv, .jsonl or .ndjson); \
+                 pass --input-format csv or --input-format jsonl",
+                path.display()
+            ))
+        })?;
+        let opened = File::open(path).and_then(|file| {
+            if file.metadata()?.is_dir() {
+                return Err(std::io::Error::from(std::io::ErrorKind::IsADirectory));
+            }
+            Ok(file)
+        });
+        let file = opened
+            .map_err(|e| UsageError(format!("cannot open notice file {}: {e}", path.display())))?;
+        Ok(NoticeFile {
+            path: path.to_owned(),
+            reader: BufReader::with_capacity(64 * 1024, file),
+            parser: Some(NoticeParser::new(format, rules.window(now))),
+            line: Vec::with_capacity(MAX_LINE_LEN + 1),
+            number: 0,
+            pending: Vec::new(),
+        })
+    }
+
+    /// Reads the next line into `self.line`, without its `\n`, keeping at
+    /// most [`MAX_LINE_LEN`] + 1 bytes (room for a `\r`) however long it
+    /// is. `None` at the end of the file.
+    fn read_line(&mut self) -> std::io::Result<Option<LineRead>> {
+        self.line.clear();
+        let mut len = 0;
+        let mut last = None;
+        loop {
+            let available = self.reader.fill_buf()?;
+            if available.is_empty() && last.is_none() {
+                return Ok(None);
+            }
+            let newline = available.iter().position(|&b| b == b'\n');
+            let chunk = &available[..newline.unwrap_or(available.len())];
+            let room = (MAX_LINE_LEN + 1).saturating_sub(self.line.len());
+            self.line.extend_from_slice(&chunk[..chunk.len().min(room)]);
+            len += chunk.len();
+            last = chunk.last().copied().or(last).or(Some(b'\n'));
+            let ended = newline.is_some() || available.is_empty();
+            let used = chunk.len() + usize::from(newline.is_some());
+            self.reader.consume(used);
+            if ended {
+                return Ok(Some(if len == self.line.len() {
+                    LineRead::Whole
+                } else {
+                    LineRead::CutShort {
+                        len: len - usize::from(last == Some(b'\r')),
+                    }
+                }));
+            }
+        }
+    }
+
+    /// Parses lines until one comes to something, or the file ends.
+    fn fill(&mut self) -> anyhow::Result<()> {
+        let not_loaded = |path: &Path| format!("{}: not loaded", path.display());
+        while self.pending.is_empty() && self.parser.is_some() {
+            let read = self
+                .read_line()
+                .with_context(|| format!("cannot read notice file {}", self.path.display()))?;
+            let Some(read) = read else {
+                let parser = self.parser.take().expect("checked by the loop");
+                return parser.finish().with_context(|| not_loaded(&self.path));
+            };
+            let parser = self.parser.as_mut().expect("checked by the loop");
+            self.number += 1;
+            let parsed = match read {
+                LineRead::Whole => parser.line(self.number, &self.line, &mut self.pending),
+                LineRead::CutShort { len } => parser.too_long(self.number, len, &mut self.pending),
+            };
+            if let Err(error) = parsed {
+                self.parser = None;
+                return Err(anyhow::Error::new(error).context(not_loaded(&self.path)));
+            }
+        }
+        self.pending.reverse();
+        Ok(())
+    }
+}
+
+/// How much of a line [`NoticeFile::read_line`] kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LineRead {
+    Whole,
+    /// Cut short: `len` bytes long, without a final `\r`.
+    CutShort {
+        len: usize,
+    },
+}
+
+impl Iterator for NoticeFile {
+    type Item = anyhow::Result<Entry>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.pending.is_empty()
+            && let Err(error) = self.fill()
+        {
+            return Some(Err(error));
+        }
+        self.pending.pop().map(Ok)
+    }
 }
 
 fn format_of(file: &Path, flag: Option<InputFormat>) -> Option<NoticeFormat> {
@@ -87,101 +235,89 @@ fn format_of(file: &Path, flag: Option<InputFormat>) -> Option<NoticeFormat> {
     }
 }
 
-/// Loads a notice file for `tdmon notify` and `tdmon run`: every problem is
-/// reported on stderr, as `validate` would print it, and the valid notices
-/// are returned. An unusable file (format, header) is an error.
-pub(crate) fn load_reporting(file: &Path, flag: Option<InputFormat>) -> anyhow::Result<NoticeLoad> {
-    let format = format_of(file, flag).with_context(|| {
-        format!(
-            "cannot tell the format of {} from its extension (.csv, .jsonl or .ndjson); \
-             pass --input-format csv or --input-format jsonl",
-            file.display()
-        )
-    })?;
-    let bytes = std::fs::read(file)
-        .with_context(|| format!("cannot read notice file {}", file.display()))?;
-    let load =
-        notice::parse(format, &bytes).with_context(|| format!("{}: not loaded", file.display()))?;
-    if !load.is_clean() || !load.warnings.is_empty() {
-        eprint!("{}", Report::new(file.display().to_string(), &load).text());
-    }
-    Ok(load)
-}
-
 /// The report, in the shape of the JSON output.
 #[derive(Debug, Serialize)]
-struct Report<'a> {
+struct Report {
     file: String,
-    accepted: usize,
-    rejected: &'a [LineError],
-    duplicates: &'a [Duplicate],
-    warnings: &'a [Warning],
+    accepted: u64,
+    /// Held (and the duplicates and warnings) only for the JSON output;
+    /// the text output prints them as they come.
+    rejected: Vec<LineError>,
+    duplicates: Vec<Duplicate>,
+    warnings: Vec<Warning>,
     /// Why the whole file could not be loaded.
     error: Option<String>,
+    #[serde(skip)]
+    counts: Counts,
 }
 
-impl<'a> Report<'a> {
-    fn new(file: String, load: &'a NoticeLoad) -> Self {
-        Report {
-            file,
-            accepted: load.accepted.len(),
-            rejected: &load.rejected,
-            duplicates: &load.duplicates,
-            warnings: &load.warnings,
-            error: None,
-        }
-    }
+#[derive(Debug, Default)]
+struct Counts {
+    rejected: u64,
+    duplicates: u64,
+    warnings: u64,
+}
 
-    fn unreadable(file: String, error: String) -> Self {
+impl Report {
+    fn new(file: String) -> Self {
         Report {
             file,
             accepted: 0,
-            rejected: &[],
-            duplicates: &[],
-            warnings: &[],
-            error: Some(error),
+            rejected: Vec::new(),
+            duplicates: Vec::new(),
+            warnings: Vec::new(),
+            error: None,
+            counts: Counts::default(),
         }
     }
 
-    fn text(&self) -> String {
+    fn add(&mut self, entry: Entry, keep: bool) {
+        match entry {
+            Entry::Notice { .. } => self.accepted += 1,
+            Entry::Rejected(error) => {
+                self.counts.rejected += 1;
+                if keep {
+                    self.rejected.push(error);
+                }
+            }
+            Entry::Duplicate(duplicate) => {
+                self.counts.duplicates += 1;
+                if keep {
+                    self.duplicates.push(duplicate);
+                }
+            }
+            Entry::Warning(warning) => {
+                self.counts.warnings += 1;
+                if keep {
+                    self.warnings.push(warning);
+                }
+            }
+        }
+    }
+
+    fn is_clean(&self) -> bool {
+        self.error.is_none() && self.counts.rejected == 0 && self.counts.duplicates == 0
+    }
+
+    fn summary(&self) -> String {
         if let Some(error) = &self.error {
-            return format!("{}: not loaded: {error}\n", self.file);
+            return format!("{}: not loaded: {error}", self.file);
         }
         let mut out = format!(
             "{}: {} accepted, {} rejected, {}",
             self.file,
             self.accepted,
-            self.rejected.len(),
-            plural(self.duplicates.len(), "duplicate")
+            self.counts.rejected,
+            plural(self.counts.duplicates, "duplicate")
         );
-        if !self.warnings.is_empty() {
-            let _ = write!(out, ", {}", plural(self.warnings.len(), "warning"));
-        }
-        out.push('\n');
-
-        let mut lines: Vec<(u64, String)> = self
-            .rejected
-            .iter()
-            .map(|e| (e.line, e.to_string()))
-            .chain(self.duplicates.iter().map(|d| (d.line, d.to_string())))
-            .chain(
-                self.warnings
-                    .iter()
-                    .map(|w| (w.line, format!("line {}: warning: {}", w.line, w.message))),
-            )
-            .collect();
-        // Stable: on one line, a warning (about the header or a field name)
-        // comes after the line's own verdict.
-        lines.sort_by_key(|(line, _)| *line);
-        for (_, line) in lines {
-            out.push_str(&line);
-            out.push('\n');
+        if self.counts.warnings > 0 {
+            let _ = write!(out, ", {}", plural(self.counts.warnings, "warning"));
         }
         out
     }
 }
 
-fn plural(n: usize, noun: &str) -> String {
+pub(crate) fn plural(n: u64, noun: &str) -> String {
     if n == 1 {
         format!("{n} {noun}")
     } else {

@@ -4,29 +4,32 @@
 //! Running it again on the same file resumes where it stopped.
 
 use std::io::IsTerminal as _;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use tdmon_collector::Totals;
-use tdmon_store::{Status, Store};
+use tdmon_core::notice::{Duplicate, Entry, Notice, NoticeRules};
+use tdmon_store::{DuplicateReason, Status, Store};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::Exit;
-use crate::cli::{NotifyArgs, RunArgs, StoreArgs};
-use crate::commands::notices;
+use crate::cli::{InputFormat, NotifyArgs, RunArgs, StoreArgs};
+use crate::commands::notices::{self, NoticeFile};
 use crate::config::Config;
 
 pub(crate) fn run(args: RunArgs, config: &Config) -> anyhow::Result<Exit> {
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(async {
         let url = store_url(&args.store, config);
-        let _lock = lock_sqlite(&url)?;
         let store = open(&url, config).await?;
+        let lock = store.lock_monitor().await?;
         let mut exit = Exit::Success;
         if let Some(file) = &args.notices {
-            exit = add_notices(&store, file, args.input_format).await?;
+            exit =
+                add_notices(&store, file, args.input_format, &config.notices, Utc::now()).await?;
         }
         let shutdown = CancellationToken::new();
         tokio::spawn(stop_on_signal(shutdown.clone()));
@@ -50,6 +53,7 @@ pub(crate) fn run(args: RunArgs, config: &Config) -> anyhow::Result<Exit> {
         let reopened = open(&url, config).await?;
         eprintln!("{}", status_line(&reopened.status(Utc::now()).await?));
         reopened.close().await;
+        lock.release().await;
         Ok(exit)
     })
 }
@@ -58,7 +62,14 @@ pub(crate) fn notify(args: NotifyArgs, config: &Config) -> anyhow::Result<Exit> 
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(async {
         let store = open(&store_url(&args.store, config), config).await?;
-        let exit = add_notices(&store, &args.file, args.input_format).await?;
+        let exit = add_notices(
+            &store,
+            &args.file,
+            args.input_format,
+            &config.notices,
+            Utc::now(),
+        )
+        .await?;
         store.close().await;
         Ok(exit)
     })
@@ -102,56 +113,126 @@ pub(crate) async fn open(url: &str, config: &Config) -> anyhow::Result<Store> {
     let options = tdmon_store::StoreOptions {
         schema: config.store.schema.clone(),
     };
-    Store::open_with(url, &options)
-        .await
-        .with_context(|| format!("cannot open the store {}", tdmon_store::mask_url(url)))
+    // The store's error names the store; no context to add.
+    Ok(Store::open_with(url, &options).await?)
 }
 
-/// One embedded monitor per SQLite file: a second `tdmon run` on the same file
-/// would hand out the same leases twice. The lock is released with the process.
-fn lock_sqlite(url: &str) -> anyhow::Result<Option<std::fs::File>> {
-    // sqlite://PATH and sqlite:PATH, with or without ?options.
-    let Some(rest) = url.strip_prefix("sqlite:") else {
-        return Ok(None);
-    };
-    let rest = rest.strip_prefix("//").unwrap_or(rest);
-    let path = rest.split_once('?').map_or(rest, |(path, _)| path);
-    let lock_path = format!("{path}.lock");
-    let file = std::fs::File::create(&lock_path)
-        .with_context(|| format!("cannot create the lock file {lock_path}"))?;
-    file.try_lock().map_err(|_| {
-        anyhow::anyhow!("another tdmon run is already monitoring {path} (it holds {lock_path})")
-    })?;
-    Ok(Some(file))
-}
+/// Notices stored per transaction while a file is read.
+const NOTICE_BATCH: usize = 1_000;
 
-async fn add_notices(
+/// Reads a notice file and stores its notices, [`NOTICE_BATCH`] per
+/// transaction, so that memory stays flat whatever the file's size. Every
+/// problem goes to stderr as it is found, as `tdmon notices validate` prints
+/// it, and a summary at the end. `now` is the time of intake: the notice
+/// time window's reference, and when the URLs' schedules start.
+///
+/// Duplicates within the file are found by the parser (a compact index of
+/// key hashes, see `tdmon_core::notice`), with the line they repeat; notices
+/// stored before, by an earlier file or an earlier run, are reported by the
+/// store as already stored. The file is read synchronously: this runs before
+/// the monitor starts, or alone in `tdmon notify`.
+pub(crate) async fn add_notices(
     store: &Store,
-    file: &std::path::Path,
-    format: Option<crate::cli::InputFormat>,
+    file: &Path,
+    format: Option<InputFormat>,
+    rules: &NoticeRules,
+    now: DateTime<Utc>,
 ) -> anyhow::Result<Exit> {
-    let load = notices::load_reporting(file, format)?;
-    let notices: Vec<_> = load
-        .accepted
-        .iter()
-        .map(|(_, notice)| notice.clone())
-        .collect();
-    let added = store
-        .add_notices(&notices, Utc::now())
-        .await
-        .context("cannot store the notices")?;
+    let mut batch = Batch::default();
+    let mut tally = Tally::default();
+    for entry in NoticeFile::open(file, format, rules, now)? {
+        let entry = entry?;
+        if let Some(problem) = notices::problem_line(&entry) {
+            eprintln!("{problem}");
+        }
+        match entry {
+            Entry::Notice { line, notice } => {
+                batch.lines.push(line);
+                batch.notices.push(notice);
+                if batch.notices.len() >= NOTICE_BATCH {
+                    batch.store(store, now, &mut tally).await?;
+                }
+            }
+            Entry::Rejected(_) => tally.rejected += 1,
+            Entry::Duplicate(_) => tally.duplicates += 1,
+            Entry::Warning(_) => {}
+        }
+    }
+    batch.store(store, now, &mut tally).await?;
     eprintln!(
-        "{}: {} notices added, {} already stored, {} lines rejected",
+        "{}: {} added, {} already stored, {} rejected, {} in the file",
         file.display(),
-        added.added.len(),
-        added.duplicates.len(),
-        load.rejected.len()
+        notices::plural(tally.added, "notice"),
+        tally.already_stored,
+        notices::plural(tally.rejected, "line"),
+        notices::plural(tally.duplicates, "duplicate"),
     );
-    Ok(if load.is_clean() {
+    Ok(if tally.rejected == 0 && tally.duplicates == 0 {
         Exit::Success
     } else {
         Exit::InputRejected
     })
+}
+
+/// Valid notices waiting to be stored, with their lines.
+#[derive(Debug, Default)]
+struct Batch {
+    lines: Vec<u64>,
+    notices: Vec<Notice>,
+}
+
+#[derive(Debug, Default)]
+struct Tally {
+    added: u64,
+    already_stored: u64,
+    rejected: u64,
+    duplicates: u64,
+}
+
+impl Batch {
+    async fn store(
+        &mut self,
+        store: &Store,
+        now: DateTime<Utc>,
+        tally: &mut Tally,
+    ) -> anyhow::Result<()> {
+        let (Some(&first), Some(&last)) = (self.lines.first(), self.lines.last()) else {
+            return Ok(());
+        };
+        let added = store
+            .add_notices(&self.notices, now)
+            .await
+            .with_context(|| {
+                format!(
+                    "cannot store the notices of lines {first} to {last}; those before are \
+                     stored, and adding the file again reports them as already stored"
+                )
+            })?;
+        tally.added += added.added.len() as u64;
+        for (index, reason) in &added.duplicates {
+            let line = self.lines[*index];
+            match reason {
+                // Two notices of the file whose times differ below the
+                // microsecond are one to the store, which keeps microseconds.
+                DuplicateReason::InInput { first, key } => {
+                    tally.duplicates += 1;
+                    let duplicate = Duplicate {
+                        line,
+                        duplicate_of: self.lines[*first],
+                        key: key.clone(),
+                    };
+                    eprintln!("{duplicate}");
+                }
+                DuplicateReason::Stored { .. } => {
+                    tally.already_stored += 1;
+                    eprintln!("line {line}: {reason}");
+                }
+            }
+        }
+        self.lines.clear();
+        self.notices.clear();
+        Ok(())
+    }
 }
 
 async fn stop_on_signal(shutdown: CancellationToken) {
