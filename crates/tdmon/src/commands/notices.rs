@@ -324,3 +324,53 @@ pub(crate) fn plural(n: u64, noun: &str) -> String {
         format!("{n} {noun}s")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_are_read_whole_across_buffer_ends_and_long_ones_cut_short() {
+        // Lines of many lengths, so that line ends fall everywhere in the
+        // reader's buffer; CRLF endings; a line far over the limit; no final
+        // line break.
+        let mut text = String::from("url,notified_at,notice_id\r\n");
+        for i in 0..5000 {
+            let padding = "x".repeat(i % 97);
+            text.push_str(&format!(
+                "http://a.example/{i}/{padding},2024-01-01T00:00:00Z,N-{i}\r\n"
+            ));
+        }
+        let long = format!(
+            "http://a.example/{},2024-01-01T00:00:00Z,L",
+            "y".repeat(3 * MAX_LINE_LEN)
+        );
+        text.push_str(&long);
+        text.push_str("\r\nhttp://b.example/,2024-01-01T00:00:00Z,last");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("notices.csv");
+        std::fs::write(&path, &text).unwrap();
+
+        let file = NoticeFile::open(&path, None, &NoticeRules::default(), Utc::now()).unwrap();
+        let entries: Vec<Entry> = file.collect::<anyhow::Result<_>>().unwrap();
+        let mut ids = Vec::new();
+        let mut rejected = Vec::new();
+        for entry in entries {
+            match entry {
+                Entry::Notice { line, notice } => ids.push((line, notice.notice_id.unwrap())),
+                Entry::Rejected(error) => rejected.push(error.to_string()),
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        assert_eq!(ids.len(), 5001);
+        assert_eq!(ids[4999], (5001, "N-4999".to_owned()));
+        assert_eq!(ids[5000], (5003, "last".to_owned()));
+        assert_eq!(
+            rejected,
+            [format!(
+                "line 5002: the line is {} bytes long, over the {MAX_LINE_LEN}-byte limit",
+                long.len()
+            )]
+        );
+    }
+}
