@@ -31,6 +31,15 @@ pub struct DispatcherConfig {
     /// How often idle per-host state is forgotten.
     #[serde(with = "tdmon_core::duration")]
     pub evict_interval: Duration,
+    /// Distributed deployment: notices taken from the intake queue and
+    /// stored per transaction at most ...
+    pub intake_batch: usize,
+    /// ... waiting this long for a batch to fill once its first notice is in.
+    #[serde(with = "tdmon_core::duration")]
+    pub intake_linger: Duration,
+    /// Pause after a failed write of notices before the batch is tried again.
+    #[serde(with = "tdmon_core::duration")]
+    pub retry_delay: Duration,
 }
 
 impl Default for DispatcherConfig {
@@ -44,6 +53,9 @@ impl Default for DispatcherConfig {
             per_host_interval: Duration::from_secs(1),
             per_host_burst: 5,
             evict_interval: Duration::from_secs(60),
+            intake_batch: 500,
+            intake_linger: Duration::from_millis(100),
+            retry_delay: Duration::from_secs(1),
         }
     }
 }
@@ -69,6 +81,9 @@ pub struct DispatcherSettings {
     pub(crate) per_host_interval: Duration,
     pub(crate) per_host_burst: NonZeroU32,
     pub(crate) evict_interval: Duration,
+    pub(crate) intake_batch: usize,
+    pub(crate) intake_linger: Duration,
+    pub(crate) retry_delay: Duration,
 }
 
 impl DispatcherSettings {
@@ -115,6 +130,9 @@ impl DispatcherConfig {
             per_host_burst: NonZeroU32::new(self.per_host_burst)
                 .ok_or(ConfigError::Zero("per_host_burst"))?,
             evict_interval: positive(self.evict_interval, "evict_interval")?,
+            intake_batch: count(self.intake_batch, "intake_batch")?,
+            intake_linger: self.intake_linger,
+            retry_delay: positive(self.retry_delay, "retry_delay")?,
         })
     }
 }

@@ -10,8 +10,11 @@
 //! - Jobs carry an expiry; a worker drops a job that arrives later than that,
 //!   because a stale check would date a takedown wrongly.
 //! - Dispatching pauses while the checks queue is above its high-water mark.
+//! - In the distributed deployment the active dispatcher also takes notices
+//!   in from the bus ([`Intake`]).
 
 mod config;
+mod intake;
 mod politeness;
 
 use std::sync::Arc;
@@ -25,6 +28,7 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 pub use config::{ConfigError, DispatcherConfig, DispatcherSettings};
+pub use intake::{Intake, IntakeTotals};
 use politeness::Politeness;
 
 #[derive(Debug, thiserror::Error)]

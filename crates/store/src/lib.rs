@@ -212,6 +212,20 @@ enum HeldLock {
 }
 
 impl MonitorLock {
+    /// Whether the lock is still held. A PostgreSQL advisory lock lives as
+    /// long as its connection: when the server restarts or the connection
+    /// drops, the lock is gone, and another process may take it. Asked on
+    /// the lock's own connection, bounded by `timeout`.
+    pub async fn is_held(&mut self, timeout: Duration) -> bool {
+        match &mut self.0 {
+            Some(HeldLock::Postgres(connection)) => {
+                let ping = sqlx::Connection::ping(connection);
+                matches!(tokio::time::timeout(timeout, ping).await, Ok(Ok(())))
+            }
+            Some(HeldLock::File { .. }) | None => true,
+        }
+    }
+
     /// Gives the lock back (dropping it does too, less politely on PostgreSQL).
     pub async fn release(self) {
         match self.0 {
@@ -319,6 +333,17 @@ impl Store {
             Inner::Postgres(s) => Some(HeldLock::Postgres(s.lock_monitor().await?)),
         };
         Ok(MonitorLock(held))
+    }
+
+    /// Removes the PostgreSQL schema of its own this store was opened in
+    /// ([`StoreOptions::schema`]), with every table, and closes the store: for
+    /// demos and tests that made a fresh one. `false` (and nothing removed)
+    /// for a store without one, SQLite included.
+    pub async fn drop_schema(&self) -> Result<bool, StoreError> {
+        match &self.0 {
+            Inner::Sqlite(_) => Ok(false),
+            Inner::Postgres(s) => s.drop_schema().await,
+        }
     }
 
     /// Closes the pools, waiting for connections in use to come back.

@@ -93,6 +93,8 @@ pub(crate) struct PgStore {
     /// For connections outside the pools (the monitor lock).
     options: std::sync::Arc<PgConnectOptions>,
     pub(crate) url: String,
+    /// The schema of its own the store was opened in, if any.
+    pub(crate) schema: Option<String>,
 }
 
 impl PgStore {
@@ -137,7 +139,24 @@ impl PgStore {
             writer: pool,
             options: std::sync::Arc::new(options),
             url: masked,
+            schema: schema.map(str::to_owned),
         })
+    }
+
+    /// Drops the schema of its own, with every table, and closes the pool.
+    pub(crate) async fn drop_schema(&self) -> Result<bool, StoreError> {
+        let Some(schema) = &self.schema else {
+            return Ok(false);
+        };
+        // The name was checked to be a plain identifier when opened.
+        sqlx::query(AssertSqlSafe(format!(
+            "DROP SCHEMA IF EXISTS {schema} CASCADE"
+        )))
+        .execute(&self.writer)
+        .await
+        .map_err(StoreError::query("dropping the store's schema"))?;
+        self.writer.close().await;
+        Ok(true)
     }
 
     /// Takes the advisory lock of the store's schema on a connection of its

@@ -930,3 +930,34 @@ async fn a_corrupt_snapshot_is_reported_as_corrupt() {
         "{err}"
     );
 }
+
+/// A PostgreSQL lock lives as long as its connection: when the server drops
+/// it, the holder can tell, and another process can take the lock.
+#[tokio::test]
+async fn a_lock_whose_connection_dropped_is_no_longer_held() {
+    let Some(db) = TestDb::postgres().await else {
+        return;
+    };
+    let mut lock = db.store.lock_monitor().await.unwrap();
+    assert!(lock.is_held(Duration::from_secs(5)).await);
+    let url = std::env::var("TDMON_TEST_POSTGRES")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    let mut admin = <sqlx::PgConnection as sqlx::Connection>::connect(&url)
+        .await
+        .unwrap();
+    // The backend holding this schema's lock, and only that one.
+    let killed: Vec<bool> = sqlx::query_scalar(
+        "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' \
+         AND granted AND objsubid = 1 \
+         AND ((classid::bigint << 32) | objid::bigint) = hashtextextended('tdmon monitor ' || $1, 0)",
+    )
+    .bind(db.schema().unwrap())
+    .fetch_all(&mut admin)
+    .await
+    .unwrap();
+    assert_eq!(killed, [true], "the lock's connection was found and ended");
+    let other = db.open_again().await;
+    assert!(!lock.is_held(Duration::from_secs(5)).await);
+    other.lock_monitor().await.unwrap().release().await;
+    other.close().await;
+}

@@ -51,14 +51,40 @@ pub enum Command {
     Status(StoreArgs),
     /// A first minute with tdmon: monitor the simulated network and compare with its truth.
     Demo(DemoArgs),
-    /// Run the dispatcher role (distributed deployment).
+    /// Run the dispatcher role (distributed deployment): notice intake, due
+    /// URLs onto the checks queue. Several may run; one is active, the others
+    /// stand by.
     Dispatcher,
-    /// Run a worker (distributed deployment).
+    /// Run a worker (distributed deployment): check jobs from the checks
+    /// queue, observations onto the results exchange. Run as many as needed.
     Worker,
-    /// Run the collector role (distributed deployment).
+    /// Run the collector (distributed deployment): observations into the
+    /// store, events onto the results exchange. Several may run.
     Collector,
+    /// Print what flows on the results exchange (distributed deployment):
+    /// the worked example for downstream consumers.
+    Tail(TailArgs),
     /// Produce the per-hoster ranking report.
     Report,
+}
+
+#[derive(Debug, Args)]
+pub struct TailArgs {
+    /// Routing keys to bind, e.g. `event.#` (every event), `event.takedown`,
+    /// `observation.offline`. Repeatable.
+    #[arg(long = "bind", value_name = "KEY", default_value = "event.#")]
+    pub bindings: Vec<String>,
+    /// How to print each message.
+    #[arg(long, value_enum, default_value_t = TailFormat::Json)]
+    pub format: TailFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TailFormat {
+    /// Each message as published: one JSON document per line.
+    Json,
+    /// One aligned line per message, for people.
+    Table,
 }
 
 #[derive(Debug, Subcommand)]
@@ -209,4 +235,9 @@ pub struct DemoArgs {
     /// Where to keep the notices, the store, the summary and the ground truth.
     #[arg(long, value_name = "DIR", default_value = "tdmon-demo")]
     pub out: PathBuf,
+    /// Run the roles as separate processes (one dispatcher, two workers, one
+    /// collector) over this machine's RabbitMQ (`bus.url`) and PostgreSQL
+    /// (`store.url`), in a fresh bus prefix and schema removed at the end.
+    #[arg(long)]
+    pub distributed: bool,
 }

@@ -10,7 +10,7 @@ use anyhow::{Context, bail};
 use serde::Deserialize;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use tdmon_bus_amqp::BusConfig;
+use tdmon_bus_amqp::{BusConfig, BusSettings};
 use tdmon_collector::CollectorConfig;
 use tdmon_core::config::{self as layers, Measurement, MeasurementConfig};
 use tdmon_core::notice::NoticeRules;
@@ -57,6 +57,8 @@ pub(crate) struct Config {
     pub(crate) measurement: Measurement,
     pub(crate) notices: NoticeRules,
     pub(crate) store: StoreConfig,
+    /// The RabbitMQ bus of the distributed roles.
+    pub(crate) bus: BusSettings,
     pub(crate) dispatcher: DispatcherSettings,
     pub(crate) collector: CollectorConfig,
     pub(crate) worker: WorkerSettings,
@@ -83,6 +85,17 @@ pub(crate) fn load_with(
     overrides: &[String],
     imposed: Table,
 ) -> anyhow::Result<Config> {
+    from_tree(layered(file, env, overrides, imposed)?)
+}
+
+/// The settings of every layer merged, as written (nothing filled in, no
+/// secret masked): what a process started with them as its only file gets.
+pub(crate) fn layered(
+    file: Option<&Path>,
+    env: impl IntoIterator<Item = (String, String)>,
+    overrides: &[String],
+    imposed: Table,
+) -> anyhow::Result<Table> {
     let mut tree = Table::new();
     if let Some(path) = file {
         let text = std::fs::read_to_string(path)
@@ -95,7 +108,7 @@ pub(crate) fn load_with(
     layers::merge(&mut tree, layers::env_layer(env)?);
     layers::merge(&mut tree, layers::set_layer(overrides)?);
     layers::merge(&mut tree, imposed);
-    from_tree(tree)
+    Ok(tree)
 }
 
 fn from_tree(mut tree: Table) -> anyhow::Result<Config> {
@@ -132,8 +145,9 @@ fn from_tree(mut tree: Table) -> anyhow::Result<Config> {
     }
     // Only the distributed roles use the bus; every command refuses a wrong
     // [bus] all the same, as it does the other parts.
-    bus.validate().context("in [bus]")?;
+    let bus = bus.validate().context("in [bus]")?;
     Ok(Config {
+        bus,
         measurement: Measurement::try_from(measurement)?,
         notices,
         dispatcher: dispatcher.validate().context("in [dispatcher]")?,

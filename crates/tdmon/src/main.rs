@@ -16,15 +16,19 @@
 //! every error to its status, in one place.
 
 mod cli;
+mod cluster;
 mod commands;
 mod config;
+mod distributed;
 mod embedded;
+mod signals;
 
 use std::process::ExitCode;
 
 use clap::Parser;
 
 use crate::cli::{Cli, Command};
+use crate::commands::roles::Role;
 
 /// The documented exit codes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,12 +77,22 @@ impl From<Exit> for ExitCode {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // A role that runs for days says what it does; a command says only what
+    // goes wrong.
+    let level = match cli.command {
+        Command::Dispatcher | Command::Worker | Command::Collector => {
+            "warn,tdmon=info,tdmon_dispatcher=info,tdmon_worker=info,tdmon_collector=info,\
+             tdmon_bus_amqp=info,tdmon_store=info"
+        }
+        _ => "warn",
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("TDMON_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level)),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
 
     let config = match config::load(cli.config.as_deref(), std::env::vars(), &cli.overrides) {
@@ -103,9 +117,10 @@ fn main() -> ExitCode {
         Command::Notify(args) => commands::run::notify(args, &config),
         Command::Status(args) => commands::run::status(args, &config),
         Command::Demo(args) => commands::demo::run(args, cli.config.as_deref(), &cli.overrides),
-        Command::Dispatcher | Command::Worker | Command::Collector => {
-            not_built("the distributed deployment")
-        }
+        Command::Dispatcher => commands::roles::run(Role::Dispatcher, &config),
+        Command::Worker => commands::roles::run(Role::Worker, &config),
+        Command::Collector => commands::roles::run(Role::Collector, &config),
+        Command::Tail(args) => commands::tail::run(args, &config),
         Command::Report => not_built("the report"),
     };
     match result {

@@ -43,6 +43,11 @@ impl TestDb {
         }
     }
 
+    /// The PostgreSQL schema the tables are in.
+    pub fn schema(&self) -> Option<&str> {
+        self.options.schema.as_deref()
+    }
+
     /// `None` when PostgreSQL runs are switched off.
     pub async fn postgres() -> Option<TestDb> {
         let url = std::env::var("TDMON_TEST_POSTGRES").unwrap_or_else(|_| DEFAULT_POSTGRES.into());

@@ -13,7 +13,6 @@
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -31,6 +30,7 @@ use toml::{Table, Value};
 
 use crate::Exit;
 use crate::cli::DemoArgs;
+use crate::cluster::{self, Cluster};
 
 /// Simulated seconds per real second.
 const TIME_SCALE: f64 = 3600.0;
@@ -48,10 +48,15 @@ pub(crate) fn run(
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("cannot create {}", args.out.display()))?;
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
-    runtime.block_on(demo(args.out, file, overrides))
+    runtime.block_on(demo(args.out, args.distributed, file, overrides))
 }
 
-async fn demo(out: PathBuf, file: Option<&Path>, overrides: &[String]) -> anyhow::Result<Exit> {
+async fn demo(
+    out: PathBuf,
+    distributed: bool,
+    file: Option<&Path>,
+    overrides: &[String],
+) -> anyhow::Result<Exit> {
     let db = out.join("tdmon.db");
     for stale in [
         db.clone(),
@@ -69,12 +74,12 @@ async fn demo(out: PathBuf, file: Option<&Path>, overrides: &[String]) -> anyhow
     let ca = out.join("simnet-ca.pem");
     std::fs::write(&ca, net.ca_cert_pem()).context("cannot write the CA certificate")?;
 
-    let config = crate::config::load_with(
-        file,
-        std::env::vars(),
-        overrides,
-        demo_layer(&net, &db, &ca)?,
-    )?;
+    let mut imposed = demo_layer(&net, &db, &ca)?;
+    if distributed {
+        let user = crate::config::load(file, std::env::vars(), overrides)?;
+        tdmon_core::config::merge(&mut imposed, cluster::fresh_layer(&user)?);
+    }
+    let config = crate::config::load_with(file, std::env::vars(), overrides, imposed.clone())?;
     let notices = out.join("notices.csv");
     std::fs::write(&notices, notices_csv(&net)).context("cannot write the notices")?;
     eprintln!(
@@ -85,9 +90,6 @@ async fn demo(out: PathBuf, file: Option<&Path>, overrides: &[String]) -> anyhow
         (WATCH.as_secs_f64() / TIME_SCALE).round(),
         out.display()
     );
-
-    let store = super::run::open(&config.store.url, &config).await?;
-    super::run::add_notices(&store, &notices, None, &config.notices, net.notice_time()).await?;
 
     let shutdown = CancellationToken::new();
     let (totals, watch_totals) = watch::channel(Totals::default());
@@ -102,14 +104,47 @@ async fn demo(out: PathBuf, file: Option<&Path>, overrides: &[String]) -> anyhow
             shutdown.cancel();
         })
     };
-    let progress = tokio::spawn(progress(Arc::new(watch_totals), shutdown.clone()));
-    crate::embedded::run(&config, store, shutdown.clone(), false, totals).await?;
+    let states = if distributed {
+        let settings = crate::config::layered(file, std::env::vars(), overrides, imposed)?;
+        let mut cluster = Cluster::start(&config, &settings, &out).await?;
+        eprintln!(
+            "tdmon demo: started a dispatcher, two workers and a collector; their logs are in {}",
+            out.display()
+        );
+        let monitored = async {
+            cluster
+                .notify(read_notices(&notices, &config, net.notice_time())?)
+                .await?;
+            let store = cluster.store().clone();
+            progress(shutdown.clone(), || async {
+                let status = store.status(chrono::Utc::now()).await?;
+                Ok((status.observations, status.events))
+            })
+            .await?;
+            anyhow::Ok(())
+        }
+        .await;
+        let stopped = cluster.stop().await;
+        let states = cluster.store().all_states().await;
+        cluster.remove().await?;
+        monitored?;
+        stopped?;
+        states?
+    } else {
+        let store = super::run::open(&config.store.url, &config).await?;
+        super::run::add_notices(&store, &notices, None, &config.notices, net.notice_time()).await?;
+        let progress = tokio::spawn(progress(shutdown.clone(), move || {
+            let done = *watch_totals.borrow();
+            async move { Ok((done.observations, done.events)) }
+        }));
+        crate::embedded::run(&config, store, shutdown.clone(), false, totals).await?;
+        let _ = progress.await;
+        let store = super::run::open(&config.store.url, &config).await?;
+        let states = store.all_states().await?;
+        store.close().await;
+        states
+    };
     stopper.abort();
-    let _ = progress.await;
-
-    let store = super::run::open(&config.store.url, &config).await?;
-    let states = store.all_states().await?;
-    store.close().await;
     let truth = net.truth();
     let net_notice = net.notice_time();
     // tdmon names a hoster by its network's organisation, as the ASN database does.
@@ -337,21 +372,39 @@ fn notices_csv(net: &SimNet) -> String {
     csv
 }
 
-async fn progress(totals: Arc<watch::Receiver<Totals>>, shutdown: CancellationToken) {
+/// Every five seconds until `shutdown`, how far the demo is: `counts` gives
+/// the observations and events stored so far.
+async fn progress<F, Fut>(shutdown: CancellationToken, counts: F) -> anyhow::Result<()>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<(u64, u64)>>,
+{
     let start = tokio::time::Instant::now();
     let mut ticker = tokio::time::interval(Duration::from_secs(5));
     loop {
         tokio::select! {
-            () = shutdown.cancelled() => return,
+            () = shutdown.cancelled() => return Ok(()),
             _ = ticker.tick() => {}
         }
-        let done = *totals.borrow();
+        let (observations, events) = counts().await?;
         let sim_hours = start.elapsed().as_secs_f64() * TIME_SCALE / HOUR as f64;
-        eprintln!(
-            "  {sim_hours:>4.0}h simulated: {} checks stored, {} events",
-            done.observations, done.events
-        );
+        eprintln!("  {sim_hours:>4.0}h simulated: {observations} checks stored, {events} events");
     }
+}
+
+/// The notices of the demo's file, for the distributed demo to publish.
+fn read_notices(
+    file: &Path,
+    config: &crate::config::Config,
+    now: DateTime<Utc>,
+) -> anyhow::Result<Vec<tdmon_core::notice::Notice>> {
+    let mut notices = Vec::new();
+    for entry in super::notices::NoticeFile::open(file, None, &config.notices, now)? {
+        if let tdmon_core::notice::Entry::Notice { notice, .. } = entry? {
+            notices.push(notice);
+        }
+    }
+    Ok(notices)
 }
 
 /// Formats a time to takedown in simulated hours (the demo's time is compressed).

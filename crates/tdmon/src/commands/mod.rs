@@ -5,5 +5,7 @@ pub(crate) mod check;
 pub(crate) mod config;
 pub(crate) mod demo;
 pub(crate) mod notices;
+pub(crate) mod roles;
 pub(crate) mod run;
 pub(crate) mod simnet;
+pub(crate) mod tail;

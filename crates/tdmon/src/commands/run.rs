@@ -32,7 +32,10 @@ pub(crate) fn run(args: RunArgs, config: &Config) -> anyhow::Result<Exit> {
                 add_notices(&store, file, args.input_format, &config.notices, Utc::now()).await?;
         }
         let shutdown = CancellationToken::new();
-        tokio::spawn(stop_on_signal(shutdown.clone()));
+        tokio::spawn(crate::signals::stop_on_signal(
+            shutdown.clone(),
+            "finishing the checks in flight",
+        ));
         let (totals, watch_totals) = watch::channel(Totals::default());
         let progress = std::io::stderr()
             .is_terminal()
@@ -232,30 +235,6 @@ impl Batch {
         self.lines.clear();
         self.notices.clear();
         Ok(())
-    }
-}
-
-async fn stop_on_signal(shutdown: CancellationToken) {
-    wait_for_signal().await;
-    eprintln!("\ntdmon: stopping: finishing the checks in flight (again to exit at once)");
-    shutdown.cancel();
-    wait_for_signal().await;
-    eprintln!("tdmon: exiting at once; unfinished checks will be redone");
-    std::process::exit(130);
-}
-
-async fn wait_for_signal() {
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(term) => term,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot listen for SIGTERM");
-            let _ = tokio::signal::ctrl_c().await;
-            return;
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
     }
 }
 
