@@ -12,9 +12,11 @@
 //! and expired back-offs are dropped.
 //!
 //! Every wait is bounded by the job's expiry. When the wait would pass it, the
-//! check ends inconclusive without contacting the host ([`NotAdmitted`]): a
-//! late check would date a takedown wrongly, and a host that asked us to wait
-//! must not be contacted early.
+//! check ends without contacting the host ([`NotAdmitted`]): a late check
+//! would date a takedown wrongly, and a host that asked us to wait must not be
+//! contacted early. A request's turn at the per-address rate is taken only
+//! when nothing else can hold it back, and the request goes out at once: a
+//! check that is not admitted never spends a turn another check could use.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -23,7 +25,9 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use governor::clock::Clock;
-use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota, RateLimiter};
+use governor::middleware::NoOpMiddleware;
+use governor::state::keyed::DefaultKeyedStateStore;
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
@@ -50,10 +54,28 @@ pub(crate) struct CheckPermit {
     _slot: OwnedSemaphorePermit,
 }
 
+/// Governor's clock on Tokio's time: the per-address rate and the sleeps that
+/// wait for it share one clock (which tests can pause).
+#[derive(Debug, Clone, Copy)]
+struct TokioClock {
+    origin: Instant,
+}
+
+impl Clock for TokioClock {
+    type Instant = Duration;
+
+    fn now(&self) -> Duration {
+        self.origin.elapsed()
+    }
+}
+
+type PerAddressRate =
+    RateLimiter<IpAddr, DefaultKeyedStateStore<IpAddr>, TokioClock, NoOpMiddleware<Duration>>;
+
 pub(crate) struct Limits {
     in_flight: Arc<Semaphore>,
     global: DefaultDirectRateLimiter,
-    per_ip: DefaultKeyedRateLimiter<IpAddr>,
+    per_ip: PerAddressRate,
     per_ip_concurrency: usize,
     slots: Mutex<HashMap<IpAddr, Arc<Semaphore>>>,
     backoff: Mutex<HashMap<IpAddr, Instant>>,
@@ -83,7 +105,13 @@ impl Limits {
         Self {
             in_flight: Arc::new(Semaphore::new(settings.max_in_flight.get())),
             global: RateLimiter::direct(Quota::per_second(settings.checks_per_second)),
-            per_ip: RateLimiter::keyed(per_ip_quota),
+            per_ip: RateLimiter::new(
+                per_ip_quota,
+                DefaultKeyedStateStore::default(),
+                TokioClock {
+                    origin: Instant::now(),
+                },
+            ),
             per_ip_concurrency: settings.per_ip_concurrency.get(),
             slots: Mutex::new(HashMap::new()),
             backoff: Mutex::new(HashMap::new()),
@@ -105,7 +133,8 @@ impl Limits {
 
     /// Waits until one more request may go to `ip`: past its back-off, for a
     /// free per-address slot and for the per-address rate, at most until
-    /// `deadline`.
+    /// `deadline`. The rate's turn is taken last, when nothing can refuse the
+    /// request any more: the caller sends it at once.
     pub(crate) async fn admit(
         &self,
         ip: IpAddr,
@@ -120,29 +149,35 @@ impl Limits {
             .await
             .map_err(|_| NotAdmitted::Expired)?
             .expect("per-address semaphores are never closed");
-        // The per-address rate: a wait that would pass the deadline is
-        // refused at once rather than waited out.
-        while let Err(not_until) = self.per_ip.check_key(&ip) {
+        loop {
+            // A 429 may have arrived while we queued: heed it before taking
+            // a turn.
+            self.wait_backoff(ip, deadline).await?;
+            let not_until = match self.per_ip.check_key(&ip) {
+                Ok(()) => return Ok(AddressPermit { _slot: slot }),
+                Err(not_until) => not_until,
+            };
+            // A wait that would pass the deadline is refused at once rather
+            // than waited out.
             let wait = not_until.wait_time_from(self.per_ip.clock().now());
             if Instant::now() + wait > deadline {
                 return Err(NotAdmitted::Expired);
             }
             tokio::time::sleep(wait).await;
         }
-        // A 429 may have arrived while we queued.
-        self.wait_backoff(ip, deadline).await?;
-        Ok(AddressPermit { _slot: slot })
     }
 
+    /// Waits out a back-off of `ip` that ends by `deadline`; refuses one
+    /// that ends later.
     async fn wait_backoff(&self, ip: IpAddr, deadline: Instant) -> Result<(), NotAdmitted> {
-        let until = lock(&self.backoff).get(&ip).copied();
-        match until {
-            Some(until) if until > deadline => Err(NotAdmitted::BackedOff),
-            Some(until) => {
-                tokio::time::sleep_until(until).await;
-                Ok(())
+        loop {
+            let until = lock(&self.backoff).get(&ip).copied();
+            match until {
+                Some(until) if until > deadline => return Err(NotAdmitted::BackedOff),
+                // Another 429 may lengthen it while we sleep.
+                Some(until) if until > Instant::now() => tokio::time::sleep_until(until).await,
+                _ => return Ok(()),
             }
-            None => Ok(()),
         }
     }
 
@@ -234,24 +269,25 @@ mod tests {
         assert_eq!(parse_retry_after("-5", now), None);
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn the_per_address_rate_is_held() {
         let limits = Limits::new(&settings());
-        let deadline = Instant::now() + Duration::from_secs(5);
         let start = Instant::now();
+        let deadline = start + Duration::from_secs(5);
+        let mut admitted = Vec::new();
         for _ in 0..3 {
             drop(limits.admit(ip("127.10.0.1"), deadline).await.unwrap());
+            admitted.push(Instant::now() - start);
         }
         // One immediately, then one per 200 ms.
-        assert!(
-            start.elapsed() >= Duration::from_millis(380),
-            "{:?}",
-            start.elapsed()
+        assert_eq!(
+            admitted,
+            [0, 200, 400].map(Duration::from_millis),
+            "{admitted:?}"
         );
         // Another address has its own budget.
-        let other = Instant::now();
         drop(limits.admit(ip("127.10.0.2"), deadline).await.unwrap());
-        assert!(other.elapsed() < Duration::from_millis(100));
+        assert_eq!(Instant::now() - start, Duration::from_millis(400));
     }
 
     #[tokio::test]
@@ -270,22 +306,70 @@ mod tests {
         drop(held);
     }
 
-    #[tokio::test]
-    async fn a_rate_wait_past_the_deadline_is_refused_at_once() {
+    #[tokio::test(start_paused = true)]
+    async fn a_rate_wait_past_the_deadline_is_refused_at_once_and_takes_no_turn() {
         let mut s = settings();
         s.per_ip_interval = Duration::from_secs(10);
         let limits = Limits::new(&s);
-        let deadline = Instant::now() + Duration::from_secs(2);
-        drop(limits.admit(ip("127.10.0.1"), deadline).await.unwrap());
+        let target = ip("127.10.0.1");
         let start = Instant::now();
+        drop(
+            limits
+                .admit(target, start + Duration::from_secs(60))
+                .await
+                .unwrap(),
+        );
         assert_eq!(
-            limits.admit(ip("127.10.0.1"), deadline).await.unwrap_err(),
+            limits
+                .admit(target, start + Duration::from_secs(2))
+                .await
+                .unwrap_err(),
             NotAdmitted::Expired
         );
-        assert!(
-            start.elapsed() < Duration::from_millis(100),
-            "not waited out"
+        assert_eq!(Instant::now(), start, "not waited out");
+        // The refused request took no turn: the next one has the 10 s one.
+        drop(
+            limits
+                .admit(target, start + Duration::from_secs(60))
+                .await
+                .unwrap(),
         );
+        assert_eq!(Instant::now(), start + Duration::from_secs(10));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_back_off_that_arrives_while_queued_refuses_before_a_turn_is_taken() {
+        let mut s = settings();
+        s.per_ip_interval = Duration::from_secs(10);
+        let limits = Arc::new(Limits::new(&s));
+        let target = ip("127.10.0.1");
+        let start = Instant::now();
+        drop(
+            limits
+                .admit(target, start + Duration::from_secs(60))
+                .await
+                .unwrap(),
+        );
+        // Queued for the turn at 10 s, due by 12 s...
+        let queued = tokio::spawn({
+            let limits = limits.clone();
+            async move {
+                let admitted = limits.admit(target, start + Duration::from_secs(12)).await;
+                admitted.map(drop)
+            }
+        });
+        // ...when a 429 holds the address until 13 s.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        limits.back_off(target, Duration::from_secs(12));
+        assert_eq!(queued.await.unwrap(), Err(NotAdmitted::BackedOff));
+        // It took no turn: the next request goes when the back-off ends.
+        drop(
+            limits
+                .admit(target, start + Duration::from_secs(60))
+                .await
+                .unwrap(),
+        );
+        assert_eq!(Instant::now(), start + Duration::from_secs(13));
     }
 
     #[tokio::test(start_paused = true)]
