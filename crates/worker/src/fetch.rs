@@ -9,23 +9,27 @@
 //! without certificate verification (`accept_invalid_certs_as_alive`) to learn
 //! whether the content is still served behind a bad certificate.
 //!
+//! The client connects only to the addresses the check admitted for the
+//! request's host ([`Admitted`]); it never resolves a name itself.
+//!
 //! Failures are told apart from the error chain: connection refused or reset,
-//! connect timeout, total timeout, TLS failure, policy refusal at connect time,
-//! and anything else (the peer spoke no valid HTTP) as a protocol error.
+//! connect timeout, total timeout, TLS failure, a host with no admitted
+//! address, and anything else (the peer spoke no valid HTTP) as a protocol
+//! error.
 
 use std::error::Error as StdError;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use reqwest::header::{self, HeaderMap};
 use tdmon_core::Outcome;
 use tdmon_core::message::DnsOutcome;
+use tokio::time::Instant;
 use url::Url;
 
 use crate::config::WorkerSettings;
-use crate::resolve::{ConnectRefusedByPolicy, PolicyResolve};
+use crate::resolve::{Admitted, AdmittedOnly, NoAdmittedAddress};
 
 /// The HTTP client could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -115,13 +119,10 @@ fn load_roots(paths: &[std::path::PathBuf]) -> Result<Vec<reqwest::Certificate>,
 }
 
 impl Fetcher {
-    pub(crate) fn new(
-        settings: &WorkerSettings,
-        resolve: PolicyResolve,
-    ) -> Result<Self, ClientError> {
+    pub(crate) fn new(settings: &WorkerSettings) -> Result<Self, ClientError> {
         install_crypto_provider();
         let roots = load_roots(&settings.extra_root_certs)?;
-        let resolve = Arc::new(resolve);
+        let resolve = Arc::new(AdmittedOnly);
         let build = |lenient: bool| {
             reqwest::Client::builder()
                 .user_agent(settings.user_agent.clone())
@@ -152,13 +153,15 @@ impl Fetcher {
         })
     }
 
-    /// GETs `url` once within `timeout`.
-    pub(crate) async fn get(&self, url: &Url, timeout: Duration) -> Fetched {
-        let result = self.get_with(&self.strict, url, timeout).await;
+    /// GETs `url` once, connecting only to `admitted` (the addresses of its
+    /// host), and ending by `deadline`.
+    pub(crate) async fn get(&self, url: &Url, admitted: &Admitted, deadline: Instant) -> Fetched {
+        let attempt = |client| admitted.scope(self.get_with(client, url, deadline));
+        let result = attempt(&self.strict).await;
         match (result, &self.lenient) {
             (Err(failure), Some(lenient)) if failure.outcome == Outcome::TlsFailure => {
                 let tls_error = failure.tls_error.clone();
-                let retry = self.get_with(lenient, url, timeout).await;
+                let retry = attempt(lenient).await;
                 Fetched {
                     // If the retry fails too, the first failure tells more.
                     result: retry.or(Err(failure)),
@@ -176,12 +179,12 @@ impl Fetcher {
         &self,
         client: &reqwest::Client,
         url: &Url,
-        timeout: Duration,
+        deadline: Instant,
     ) -> Result<Head, Failure> {
         let response = client
             .get(url.clone())
             .header(header::ACCEPT, "*/*")
-            .timeout(timeout)
+            .timeout(deadline.saturating_duration_since(Instant::now()))
             .send()
             .await
             .map_err(|e| failure(&e))?;
@@ -259,13 +262,8 @@ pub(crate) fn failure(error: &reqwest::Error) -> Failure {
     let mut reset = false;
     let mut source: Option<&(dyn StdError + 'static)> = Some(error);
     while let Some(e) = source {
-        if let Some(refusal) = e.downcast_ref::<ConnectRefusedByPolicy>() {
-            return match refusal {
-                ConnectRefusedByPolicy::Refused { .. } => make(Outcome::RefusedByPolicy, None),
-                ConnectRefusedByPolicy::Unresolved { outcome, .. } => {
-                    make(dns_failure_outcome(*outcome), None)
-                }
-            };
+        if e.is::<NoAdmittedAddress>() {
+            return make(Outcome::RefusedByPolicy, None);
         }
         if let Some(tls) = e.downcast_ref::<rustls::Error>() {
             return make(Outcome::TlsFailure, Some(tls.to_string()));
@@ -302,8 +300,7 @@ pub(crate) fn failure(error: &reqwest::Error) -> Failure {
     make(Outcome::ProtocolError, None)
 }
 
-/// The outcome of a name that stopped resolving between the check's own
-/// lookup and the connection.
+/// The outcome of a lookup that found no address.
 pub(crate) fn dns_failure_outcome(outcome: DnsOutcome) -> Outcome {
     match outcome {
         DnsOutcome::Nxdomain => Outcome::DnsNxdomain,

@@ -1,8 +1,9 @@
 //! tdmon's worker: the check pipeline as a library. A [`Checker`] checks one
-//! [`CheckJob`] and returns one [`Observation`]: it resolves the host, keeps
-//! only addresses the target policy admits, waits for its limits, fetches the
-//! headers (following only redirects that keep the resource), attributes the
-//! address actually used and classifies the outcome.
+//! [`CheckJob`] and returns one [`Observation`]: it resolves the host once,
+//! keeps only addresses the target policy admits, waits for its limits,
+//! fetches the headers from an address of that same answer (following only
+//! redirects that keep the resource), attributes the address actually used
+//! and classifies the outcome.
 //!
 //! A dead URL is a value here: `check` never fails. `Err` is for building the
 //! checker (configuration, ASN database, TLS roots).
@@ -37,7 +38,7 @@ pub use crate::config::{ConfigError, WorkerConfig, WorkerSettings};
 use crate::fetch::{ClientError, Fetcher};
 use crate::limits::{Limits, NotAdmitted, parse_retry_after};
 use crate::policy::TargetPolicy;
-use crate::resolve::{PolicyResolve, Resolver, ResolverError};
+use crate::resolve::{Admitted, Resolver, ResolverError};
 pub use crate::run::run;
 
 /// The checker could not be built.
@@ -67,7 +68,7 @@ struct Inner {
     settings: WorkerSettings,
     verdicts: VerdictMap,
     resolver: Resolver,
-    policy: Arc<TargetPolicy>,
+    policy: TargetPolicy,
     fetcher: Fetcher,
     attributor: Attributor,
     limits: Arc<Limits>,
@@ -95,14 +96,8 @@ impl Checker {
     pub fn new(settings: WorkerSettings, verdicts: VerdictMap) -> Result<Checker, BuildError> {
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| BuildError::NoRuntime)?;
         let resolver = Resolver::new(&settings.resolver)?;
-        let policy = Arc::new(TargetPolicy::new(settings.allow.clone()));
-        let fetcher = Fetcher::new(
-            &settings,
-            PolicyResolve {
-                resolver: resolver.clone(),
-                policy: policy.clone(),
-            },
-        )?;
+        let policy = TargetPolicy::new(settings.allow.clone());
+        let fetcher = Fetcher::new(&settings)?;
         let attributor = Attributor::from_settings(&settings)?;
         let limits = Arc::new(Limits::new(&settings.limits));
 
@@ -185,7 +180,9 @@ impl Checker {
         let outcome = match admitted {
             Err(not_admitted) => not_admitted_outcome(not_admitted),
             Ok(_permit) => {
-                // The check starts when it may contact the network.
+                // The check starts when it may contact the network, before
+                // its first lookup: every answer it records, and every wait
+                // for an address's turn, comes after.
                 started_at = Utc::now();
                 start = Instant::now();
                 self.run(job, baseline, expiry, &mut trace).await
@@ -248,31 +245,41 @@ impl Checker {
                 return Outcome::HttpUnexpected;
             }
         };
+        // Each host is looked up once per check, however many hops go to it.
+        let mut answers: Vec<(String, Vec<IpAddr>)> = Vec::new();
         loop {
-            // Each hop is resolved and policy-checked on its own: the
-            // observation's `dns` describes the last host tried.
+            // Each hop is policy-checked on its own: the observation's `dns`
+            // describes the last host tried.
             trace.dns = DnsResult {
                 outcome: DnsOutcome::Ok,
                 answers: Vec::new(),
             };
             trace.chosen = None;
-            let answers = match url.host() {
+            let answer = match url.host() {
                 Some(Host::Ipv4(ip)) => vec![IpAddr::V4(ip)],
                 Some(Host::Ipv6(ip)) => vec![IpAddr::V6(ip)],
-                Some(Host::Domain(name)) => {
-                    let lookup = tokio::time::timeout_at(deadline, inner.resolver.lookup(name));
-                    match lookup.await.unwrap_or(Err(DnsOutcome::Timeout)) {
-                        Ok(ips) => ips,
-                        Err(dns) => {
-                            trace.dns.outcome = dns;
-                            return fetch::dns_failure_outcome(dns);
+                Some(Host::Domain(name)) => match answers.iter().find(|(host, _)| host == name) {
+                    Some((_, answer)) => answer.clone(),
+                    None => {
+                        let lookup =
+                            tokio::time::timeout_at(deadline, inner.resolver.lookup(name)).await;
+                        match lookup.unwrap_or(Err(DnsOutcome::Timeout)) {
+                            Ok(answer) => {
+                                answers.push((name.to_owned(), answer.clone()));
+                                answer
+                            }
+                            Err(dns) => {
+                                trace.dns.outcome = dns;
+                                return fetch::dns_failure_outcome(dns);
+                            }
                         }
                     }
-                }
+                },
                 None => return Outcome::HttpUnexpected,
             };
-            trace.dns.answers = answers;
-            let Some(ip) = inner.policy.admitted(&trace.dns.answers).next() else {
+            trace.dns.answers = answer;
+            let host = url.host_str().unwrap_or_default();
+            let Some(admitted) = Admitted::new(host, &trace.dns.answers, &inner.policy) else {
                 trace.dns.outcome = DnsOutcome::RefusedByPolicy;
                 if let Some(Err(refused)) =
                     trace.dns.answers.first().map(|&ip| inner.policy.check(ip))
@@ -281,29 +288,31 @@ impl Checker {
                 }
                 return Outcome::RefusedByPolicy;
             };
+            let ip = admitted.first();
             trace.chosen = Some(ip);
 
             let _address = match inner.limits.admit(ip, expiry).await {
                 Ok(permit) => permit,
                 Err(not_admitted) => return not_admitted_outcome(not_admitted),
             };
-            let remaining = deadline.saturating_duration_since(Instant::now());
-            if remaining.is_zero() {
+            if Instant::now() >= deadline {
                 // Our own limits used up the time: the host was not contacted.
                 return Outcome::NotChecked;
             }
-            let fetched = inner.fetcher.get(&url, remaining).await;
+            let fetched = inner.fetcher.get(&url, &admitted, deadline).await;
             if fetched.tls_error.is_some() {
                 trace.tls_error = fetched.tls_error;
             }
             let head = match fetched.result {
                 Ok(head) => head,
+                Err(failure) if failure.outcome == Outcome::RefusedByPolicy => {
+                    // The client asked for a host this check admitted no
+                    // address of: it was not let connect anywhere.
+                    tracing::warn!(url = %url, error = %failure.detail, "connection refused: no admitted address");
+                    return failure.outcome;
+                }
                 Err(failure) => {
                     tracing::debug!(url = %url, %ip, error = %failure.detail, outcome = %failure.outcome, "request failed");
-                    if failure.outcome == Outcome::RefusedByPolicy {
-                        // The name changed between our lookup and the connection.
-                        trace.dns.outcome = DnsOutcome::RefusedByPolicy;
-                    }
                     return failure.outcome;
                 }
             };

@@ -1,13 +1,20 @@
 //! Name resolution: one shared, caching hickory resolver, whose failures are
-//! told apart (NXDOMAIN, no records, SERVFAIL, timeout), and the
-//! [`reqwest::dns::Resolve`] implementation that lets the HTTP client connect
-//! only to addresses the target policy admits.
+//! told apart (NXDOMAIN, no records, SERVFAIL, timeout), and the resolver the
+//! HTTP client connects through, which never asks DNS itself.
 //!
-//! The check resolves a name itself (to record the answers and choose the
-//! address it rate-limits), and reqwest resolves it again, through
-//! [`PolicyResolve`], when it connects; both go through the same cache, and
-//! the second filters by the policy again, so a DNS answer that changed in
-//! between (rebinding) cannot lead the connection to a refused address.
+//! A check looks each host up once, keeps the addresses the target policy
+//! admits ([`Admitted`]) and makes the request to that host inside
+//! [`Admitted::scope`]: reqwest's resolver ([`AdmittedOnly`]) answers with
+//! those addresses and nothing else. So the connection comes from the answer
+//! the observation records, and a name that changes after the lookup (DNS
+//! rebinding) cannot lead a connection anywhere the check did not admit.
+//!
+//! The addresses reach reqwest's resolver as a task-local value set around the
+//! request, because that resolver is told only the host name while many
+//! checks of one host, with different answers, may be in flight. The client
+//! connects inside the request's own task (it keeps no pool, so it never
+//! connects in the background); a resolution outside a scope, or of another
+//! name, fails, so the client cannot connect anywhere else.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -23,7 +30,7 @@ use hickory_resolver::net::{DnsError, NetError};
 use tdmon_core::message::DnsOutcome;
 
 use crate::config::ResolverSettings;
-use crate::policy::{Refused, TargetPolicy};
+use crate::policy::TargetPolicy;
 
 /// The resolver could not be built (unreadable system configuration).
 #[derive(Debug, thiserror::Error)]
@@ -137,51 +144,81 @@ pub(crate) fn dns_outcome(error: &NetError) -> DnsOutcome {
     }
 }
 
-/// The resolver reqwest connects through: it answers only with addresses the
-/// target policy admits, and fails when there are none.
-#[derive(Debug, Clone)]
-pub(crate) struct PolicyResolve {
-    pub(crate) resolver: Resolver,
-    pub(crate) policy: Arc<TargetPolicy>,
+/// The addresses of one host, from one lookup of a check, that the target
+/// policy admits, in the order of the answer: where the request to that host
+/// may connect.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Admitted {
+    host: String,
+    addrs: Arc<[IpAddr]>,
 }
 
-/// reqwest's resolver found no address the policy admits.
-#[derive(Debug, thiserror::Error)]
-pub(crate) enum ConnectRefusedByPolicy {
-    #[error("every address of {host} is refused by the target policy (first: {first})")]
-    Refused { host: String, first: Refused },
-    #[error("{host} did not resolve at connect time ({outcome:?})")]
-    Unresolved { host: String, outcome: DnsOutcome },
+tokio::task_local! {
+    /// The addresses the request in progress may connect to.
+    static CONNECT_TO: Admitted;
 }
 
-impl reqwest::dns::Resolve for PolicyResolve {
-    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
-        let this = self.clone();
-        let host = name.as_str().to_owned();
-        Box::pin(async move {
-            let ips = this.resolver.lookup(&host).await.map_err(|outcome| {
-                Box::new(ConnectRefusedByPolicy::Unresolved {
-                    host: host.clone(),
-                    outcome,
-                }) as Box<dyn std::error::Error + Send + Sync>
-            })?;
-            let admitted: Vec<SocketAddr> = this
-                .policy
-                .admitted(&ips)
-                .map(|ip| SocketAddr::new(ip, 0))
-                .collect();
-            if admitted.is_empty() {
-                let error = match ips.iter().find_map(|&ip| this.policy.check(ip).err()) {
-                    Some(first) => ConnectRefusedByPolicy::Refused { host, first },
-                    None => ConnectRefusedByPolicy::Unresolved {
-                        host,
-                        outcome: DnsOutcome::NoRecords,
-                    },
-                };
-                return Err(Box::new(error) as Box<dyn std::error::Error + Send + Sync>);
-            }
-            Ok(Box::new(admitted.into_iter()) as reqwest::dns::Addrs)
+impl Admitted {
+    /// The addresses of `answer` (for `host`) that `policy` admits; `None`
+    /// when it admits none.
+    pub(crate) fn new(host: &str, answer: &[IpAddr], policy: &TargetPolicy) -> Option<Self> {
+        let addrs: Arc<[IpAddr]> = policy.admitted(answer).collect();
+        (!addrs.is_empty()).then(|| Self {
+            host: host.to_owned(),
+            addrs,
         })
+    }
+
+    /// The first admitted address: the one the check waits for its turn at.
+    pub(crate) fn first(&self) -> IpAddr {
+        self.addrs[0]
+    }
+
+    /// Runs `request` with these addresses as the only ones its connections
+    /// may use.
+    pub(crate) async fn scope<F: Future>(&self, request: F) -> F::Output {
+        CONNECT_TO.scope(self.clone(), request).await
+    }
+
+    fn addresses_of(&self, host: &str) -> Option<Arc<[IpAddr]>> {
+        let same = self
+            .host
+            .trim_end_matches('.')
+            .eq_ignore_ascii_case(host.trim_end_matches('.'));
+        same.then(|| self.addrs.clone())
+    }
+}
+
+/// reqwest's resolver: the addresses of the [`Admitted::scope`] the request
+/// runs in, for its host only.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct AdmittedOnly;
+
+/// The HTTP client asked for a host the check admitted no address of.
+#[derive(Debug, thiserror::Error)]
+#[error("no address of {host} was admitted for this request")]
+pub(crate) struct NoAdmittedAddress {
+    host: String,
+}
+
+impl reqwest::dns::Resolve for AdmittedOnly {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let host = name.as_str();
+        let admitted = CONNECT_TO
+            .try_with(|admitted| admitted.addresses_of(host))
+            .ok()
+            .flatten();
+        let resolved = match admitted {
+            Some(addrs) => {
+                let addrs: Vec<SocketAddr> =
+                    addrs.iter().map(|&ip| SocketAddr::new(ip, 0)).collect();
+                Ok(Box::new(addrs.into_iter()) as reqwest::dns::Addrs)
+            }
+            None => Err(Box::new(NoAdmittedAddress {
+                host: host.to_owned(),
+            }) as Box<dyn std::error::Error + Send + Sync>),
+        };
+        Box::pin(std::future::ready(resolved))
     }
 }
 
@@ -204,6 +241,29 @@ mod tests {
         }
     }
 
+    type Connected = Result<Vec<SocketAddr>, String>;
+
+    /// What reqwest's resolver gives a connection to `host` inside `scope`.
+    async fn connect(scope: Option<&Admitted>, host: &str) -> Connected {
+        let resolve = async {
+            AdmittedOnly
+                .resolve(host.parse().unwrap())
+                .await
+                .map(Iterator::collect)
+                .map_err(|e| e.to_string())
+        };
+        match scope {
+            Some(admitted) => admitted.scope(resolve).await,
+            None => resolve.await,
+        }
+    }
+
+    fn addrs(ips: &[&str]) -> Vec<SocketAddr> {
+        ips.iter()
+            .map(|ip| SocketAddr::new(ip.parse().unwrap(), 0))
+            .collect()
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_connector_gets_only_admitted_addresses_even_after_rebinding() {
         let net = SimNet::start(
@@ -218,38 +278,74 @@ mod tests {
         .await
         .unwrap();
         let resolver = Resolver::new(&settings(&net)).unwrap();
-        let connector = PolicyResolve {
-            resolver: resolver.clone(),
-            policy: Arc::new(TargetPolicy::new(vec!["127.10.0.0/16".parse().unwrap()])),
-        };
+        let policy = TargetPolicy::new(vec!["127.10.0.0/16".parse().unwrap()]);
         let zone = net.zone().to_owned();
-        let resolve = |host: &str| connector.resolve(format!("{host}.{zone}").parse().unwrap());
-
-        let addrs: Vec<SocketAddr> = resolve("stay.in").await.unwrap().collect();
-        assert_eq!(addrs, vec!["127.10.1.1:0".parse().unwrap()]);
-
-        type Resolved = Result<reqwest::dns::Addrs, Box<dyn std::error::Error + Send + Sync>>;
-        let refused = |result: Resolved| match result {
-            Ok(addrs) => panic!("admitted {:?}", addrs.collect::<Vec<_>>()),
-            Err(e) => matches!(
-                e.downcast_ref::<ConnectRefusedByPolicy>(),
-                Some(ConnectRefusedByPolicy::Refused { .. })
-            ),
+        let name = |host: &str| format!("{host}.{zone}");
+        let admit = async |host: &str| {
+            let answer = resolver.lookup(&name(host)).await.unwrap();
+            (answer.clone(), Admitted::new(&name(host), &answer, &policy))
         };
-        assert!(refused(resolve("out.out").await));
+
+        let (_, stay) = admit("stay.in").await;
+        let stay = stay.expect("admitted");
+        assert_eq!(
+            connect(Some(&stay), &name("stay.in")).await,
+            Ok(addrs(&["127.10.1.1"]))
+        );
+        // Outside the policy: nothing admitted, nothing to connect to.
+        let (answer, out) = admit("out.out").await;
+        assert_eq!(answer, ["127.20.0.1".parse::<IpAddr>().unwrap()]);
+        assert_eq!(out, None);
+        // Another name than the scope's, or no scope: refused.
+        assert!(connect(Some(&stay), &name("out.out")).await.is_err());
+        assert!(connect(None, &name("stay.in")).await.is_err());
 
         // The check's own lookup sees an admitted address...
-        let host = format!("rebind.in.{zone}");
-        assert_eq!(
-            resolver.lookup(&host).await,
-            Ok(vec!["127.10.1.1".parse().unwrap()])
-        );
-        // ...then the name moves outside before the connection is made: the
-        // connector is refused, not led to the new address.
+        let (_, rebind) = admit("rebind.in").await;
+        let rebind = rebind.expect("admitted");
+        // ...then the name moves outside before the connection is made
+        // (past the cached answer's TTL): the connection still gets the
+        // check's answer, and DNS is not asked again.
         net.advance(Duration::from_secs(120));
         tokio::time::sleep(Duration::from_millis(1100)).await;
-        assert!(refused(resolve("rebind.in").await));
+        let queries = net.counters().total_dns_queries();
+        assert_eq!(
+            connect(Some(&rebind), &name("rebind.in")).await,
+            Ok(addrs(&["127.10.1.1"]))
+        );
+        assert_eq!(net.counters().total_dns_queries(), queries);
+        // A later check's lookup sees the new address, and admits nothing.
+        let (answer, moved) = admit("rebind.in").await;
+        assert_eq!(answer, ["127.20.0.1".parse::<IpAddr>().unwrap()]);
+        assert_eq!(moved, None);
         net.shutdown().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn requests_to_one_host_in_flight_at_once_each_get_their_own_answer() {
+        const CHECKS: u8 = 8;
+        let policy = TargetPolicy::new(vec!["127.10.0.0/16".parse().unwrap()]);
+        let host = "shared.sim.test";
+        let together = Arc::new(tokio::sync::Barrier::new(CHECKS.into()));
+        let requests: Vec<_> = (1..=CHECKS)
+            .map(|i| {
+                let answer = [IpAddr::from([127, 10, 1, i])];
+                let admitted = Admitted::new(host, &answer, &policy).unwrap();
+                let together = together.clone();
+                tokio::spawn(async move {
+                    admitted
+                        .scope(async {
+                            together.wait().await;
+                            connect(None, host).await
+                        })
+                        .await
+                })
+            })
+            .collect();
+        for (i, request) in (1..=CHECKS).zip(requests) {
+            let own = SocketAddr::new(IpAddr::from([127, 10, 1, i]), 0);
+            assert_eq!(request.await.unwrap(), Ok(vec![own]));
+        }
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

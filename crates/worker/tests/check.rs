@@ -990,3 +990,152 @@ async fn a_short_retry_after_is_waited_out_before_the_next_request() {
     assert!(gap >= Duration::from_millis(900), "{gap:?}");
     net.shutdown().await;
 }
+
+/// The DNS queries the simulated server saw after the first `skip`, as
+/// (name without the zone, query type), sorted.
+fn queries_since(net: &SimNet, skip: usize) -> Vec<(String, String)> {
+    let zone = format!(".{}", net.zone());
+    let mut queries: Vec<(String, String)> = net.counters().dns_queries()[skip..]
+        .iter()
+        .map(|q| {
+            let name = q.name.to_ascii_lowercase();
+            let name = name.trim_end_matches('.').trim_end_matches(&zone);
+            (name.to_owned(), q.query_type.clone())
+        })
+        .collect();
+    queries.sort();
+    queries
+}
+
+/// One lookup of `names`: an A and an AAAA query each (hickory asks both
+/// for one lookup), sorted.
+fn one_lookup_of(names: &[&str]) -> Vec<(String, String)> {
+    let mut queries: Vec<(String, String)> = names
+        .iter()
+        .flat_map(|n| {
+            [
+                ((*n).to_owned(), "A".to_owned()),
+                ((*n).to_owned(), "AAAA".to_owned()),
+            ]
+        })
+        .collect();
+    queries.sort();
+    queries
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_host_is_looked_up_once_per_check_and_connected_from_that_answer() {
+    let net = start(
+        hosters()
+            .url(UrlSpec::new("a.alpha", "/a", "Alpha"))
+            .url(UrlSpec::new("tls.alpha", "/t.png", "Alpha").https().image())
+            .url(
+                UrlSpec::new("canon.beta", "/c", "Beta").behaviour(Behaviour::RedirectTo {
+                    at: Duration::ZERO,
+                    host: Some("www.canon.beta".into()),
+                    path: "/c".into(),
+                    scheme: None,
+                    status: 301,
+                }),
+            ),
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, net.ca_cert_pem()).unwrap();
+    let mut cfg = config(&net);
+    cfg.extra_root_certs = vec![ca];
+    // No cache: every lookup the check makes reaches the server.
+    cfg.resolver.cache_size = 0;
+    let checker = checker(cfg);
+    let secure = url(&net, "tls.alpha", "/t.png");
+    let plain = secure.replace("https://", "http://").replace(
+        &format!(":{}", net.https_port()),
+        &format!(":{}", net.http_port()),
+    );
+
+    // A plain check; a redirect to another scheme on the same host (one
+    // lookup for both hops); a redirect to another host (one lookup each).
+    for (target, hops, hosts) in [
+        (url(&net, "a.alpha", "/a"), 0, vec!["a.alpha"]),
+        (plain, 1, vec!["tls.alpha"]),
+        (
+            url(&net, "canon.beta", "/c"),
+            1,
+            vec!["canon.beta", "www.canon.beta"],
+        ),
+    ] {
+        let before = net.counters().dns_queries().len();
+        let obs = checker.check(&job(&target)).await;
+        assert_outcome(&obs, Outcome::Served, Verdict::Online);
+        assert_eq!(obs.http.as_ref().unwrap().redirects.len(), hops, "{target}");
+        assert_eq!(
+            queries_since(&net, before),
+            one_lookup_of(&hosts),
+            "{target}"
+        );
+        let used = obs.ip.expect("connected");
+        assert!(obs.dns.answers.contains(&used), "{target}: {obs:?}");
+    }
+    net.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_name_that_moves_while_the_check_waits_is_connected_from_the_checks_own_answer() {
+    let net = SimNet::start(
+        hosters()
+            .url(UrlSpec::new("first.alpha", "/a", "Alpha").server(0))
+            .url(
+                UrlSpec::new("mover.alpha", "/a", "Alpha")
+                    .server(0)
+                    .moves_to("Beta", Duration::from_secs(3600)),
+            ),
+        SimNetOptions::manual_clock(),
+    )
+    .await
+    .unwrap();
+    let mut cfg = config(&net);
+    // The mover's check waits for the address's turn, longer than its
+    // answer lives in the cache (1 s).
+    cfg.limits.per_ip_interval = Duration::from_millis(2500);
+    cfg.limits.per_ip_burst = 1;
+    let checker = checker(cfg);
+    let first = checker.check(&job(&url(&net, "first.alpha", "/a"))).await;
+    assert_outcome(&first, Outcome::Served, Verdict::Online);
+
+    let before = net.counters().dns_queries().len();
+    let mover = url(&net, "mover.alpha", "/a");
+    let check = tokio::spawn({
+        let checker = checker.clone();
+        async move { checker.check(&job(&mover)).await }
+    });
+    // Once the check has its answer, the name moves to Beta.
+    let asked = async {
+        while !queries_since(&net, before)
+            .iter()
+            .any(|(name, _)| name == "mover.alpha")
+        {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), asked)
+        .await
+        .expect("the check looked the name up");
+    net.advance(Duration::from_secs(2 * 3600));
+    let obs = check.await.unwrap();
+    assert_eq!(obs.dns.answers, vec![ip("127.10.1.1")], "{obs:?}");
+    assert_eq!(
+        obs.ip,
+        Some(ip("127.10.1.1")),
+        "connected from its own answer"
+    );
+    assert_eq!(obs.asn, Some(64501));
+    assert_eq!(queries_since(&net, before), one_lookup_of(&["mover.alpha"]));
+    assert!(
+        !net.counters()
+            .requests_per_address()
+            .contains_key(&ip("127.10.2.1")),
+        "nothing went to the new address"
+    );
+    net.shutdown().await;
+}
