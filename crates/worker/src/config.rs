@@ -57,7 +57,9 @@ pub struct WorkerConfig {
     /// Bound on establishing the TCP connection (and TLS handshake) to one address.
     #[serde(with = "tdmon_core::duration")]
     pub connect_timeout: Duration,
-    /// Bound on the whole check: every redirect hop, headers and body prefix.
+    /// Bound on the check's time on the network: its lookups and every redirect
+    /// hop's request, headers and body prefix. Waits for our own limits are not
+    /// counted (the job's expiry bounds them).
     #[serde(with = "tdmon_core::duration")]
     pub total_timeout: Duration,
     /// Redirects followed at most; one more ends the check as `too_many_redirects`.
@@ -310,7 +312,7 @@ impl WorkerSettings {
         self.limits.max_in_flight.get()
     }
 
-    /// The bound on one whole check.
+    /// The bound on one check's time on the network (its waits for limits aside).
     pub fn total_timeout(&self) -> Duration {
         self.total_timeout
     }

@@ -5,6 +5,11 @@
 //! redirects that keep the resource), attributes the address actually used
 //! and classifies the outcome.
 //!
+//! The total timeout is charged only for the check's time on the network (its
+//! lookups and requests). Waits for tdmon's own limits are bounded by the
+//! job's expiry instead: a check that waited past it is `not_checked`, never a
+//! `timeout`, and a check that got its turn has its whole timeout left.
+//!
 //! A dead URL is a value here: `check` never fails. `Err` is for building the
 //! checker (configuration, ASN database, TLS roots).
 //!
@@ -21,8 +26,10 @@ pub mod policy;
 pub mod resolve;
 mod run;
 
+use std::future::Future;
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use chrono::Utc;
 use tdmon_core::message::{DnsOutcome, DnsResult, HttpResult, RedirectHop, SchemaV1};
@@ -237,7 +244,7 @@ impl Checker {
         trace: &mut Trace,
     ) -> Outcome {
         let inner = &self.inner;
-        let deadline = Instant::now() + inner.settings.total_timeout;
+        let mut network = NetworkTime::new(inner.settings.total_timeout);
         let mut url = match Url::parse(job.url.trim()) {
             Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => url,
             _ => {
@@ -261,8 +268,11 @@ impl Checker {
                 Some(Host::Domain(name)) => match answers.iter().find(|(host, _)| host == name) {
                     Some((_, answer)) => answer.clone(),
                     None => {
-                        let lookup =
-                            tokio::time::timeout_at(deadline, inner.resolver.lookup(name)).await;
+                        let lookup = network
+                            .spend(|deadline| {
+                                tokio::time::timeout_at(deadline, inner.resolver.lookup(name))
+                            })
+                            .await;
                         match lookup.unwrap_or(Err(DnsOutcome::Timeout)) {
                             Ok(answer) => {
                                 answers.push((name.to_owned(), answer.clone()));
@@ -291,15 +301,15 @@ impl Checker {
             let ip = admitted.first();
             trace.chosen = Some(ip);
 
+            // Waiting for our own limits is bounded by the job's expiry, not
+            // charged to the network time.
             let _address = match inner.limits.admit(ip, expiry).await {
                 Ok(permit) => permit,
                 Err(not_admitted) => return not_admitted_outcome(not_admitted),
             };
-            if Instant::now() >= deadline {
-                // Our own limits used up the time: the host was not contacted.
-                return Outcome::NotChecked;
-            }
-            let fetched = inner.fetcher.get(&url, &admitted, deadline).await;
+            let fetched = network
+                .spend(|deadline| inner.fetcher.get(&url, &admitted, deadline))
+                .await;
             if fetched.tls_error.is_some() {
                 trace.tls_error = fetched.tls_error;
             }
@@ -370,6 +380,27 @@ impl Checker {
             trace.http = Some(http);
             return outcome;
         }
+    }
+}
+
+/// The check's total timeout, charged only for its time on the network.
+#[derive(Debug)]
+struct NetworkTime {
+    left: Duration,
+}
+
+impl NetworkTime {
+    fn new(total: Duration) -> Self {
+        Self { left: total }
+    }
+
+    /// Runs one step on the network (a lookup or a request), which must end
+    /// by the instant it is given, and charges the time it took.
+    async fn spend<F: Future>(&mut self, step: impl FnOnce(Instant) -> F) -> F::Output {
+        let started = Instant::now();
+        let output = step(started + self.left).await;
+        self.left = self.left.saturating_sub(started.elapsed());
+        output
     }
 }
 

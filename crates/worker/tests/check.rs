@@ -1139,3 +1139,148 @@ async fn a_name_that_moves_while_the_check_waits_is_connected_from_the_checks_ow
     );
     net.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_queue_for_one_address_checks_every_url_at_the_polite_rate() {
+    // `tdmon check` on 2,000 URLs of one host, scaled down: 200 URLs, one
+    // request per 50 ms (bursts of 2, 2 at once), 64 checks in flight, so a
+    // check waits up to 3 s for its turn, three times its total timeout.
+    const URLS: usize = 200;
+    const IN_FLIGHT: usize = 64;
+    let mut scenario = hosters();
+    for i in 0..URLS {
+        scenario = scenario.url(UrlSpec::new("many.alpha", &format!("/{i}"), "Alpha").server(0));
+    }
+    let net = start(scenario).await;
+    let mut cfg = config(&net);
+    cfg.total_timeout = Duration::from_secs(1);
+    cfg.limits.per_ip_interval = Duration::from_millis(50);
+    cfg.limits.per_ip_burst = 2;
+    cfg.limits.per_ip_concurrency = 2;
+    cfg.limits.max_in_flight = IN_FLIGHT;
+    let checker = checker(cfg);
+
+    let started = Instant::now();
+    let mut pending = (0..URLS).map(|i| url(&net, "many.alpha", &format!("/{i}")));
+    let mut checks = tokio::task::JoinSet::new();
+    let mut outcomes = Vec::new();
+    loop {
+        while checks.len() < IN_FLIGHT
+            && let Some(target) = pending.next()
+        {
+            let checker = checker.clone();
+            checks.spawn(async move { checker.check(&job(&target)).await.outcome });
+        }
+        match checks.join_next().await {
+            Some(outcome) => outcomes.push(outcome.unwrap()),
+            None => break,
+        }
+    }
+    let took = started.elapsed();
+    let served = outcomes.iter().filter(|o| **o == Outcome::Served).count();
+    assert_eq!(served, URLS, "{outcomes:?}");
+    let alpha = ip("127.10.1.1");
+    let counters = net.counters();
+    assert_eq!(
+        counters.requests_per_address().get(&alpha),
+        Some(&(URLS as u64))
+    );
+    // The polite rate: a burst of 2, then one per 50 ms.
+    assert!(
+        took >= Duration::from_millis(50 * (URLS as u64 - 2)),
+        "{took:?}"
+    );
+    // 2 + 20 per second; the server reads each request a little after its
+    // admission, which can pull one more into a one-second window.
+    assert!(counters.max_requests_per_second(alpha) <= 23);
+    net.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiting_for_the_address_turn_is_not_charged_to_the_total_timeout() {
+    let net = start(
+        hosters()
+            .url(
+                UrlSpec::new("slow.alpha", "/1", "Alpha")
+                    .server(0)
+                    .behaviour(Behaviour::Delay {
+                        pause: Duration::from_millis(600),
+                    }),
+            )
+            .url(
+                UrlSpec::new("slow.alpha", "/2", "Alpha")
+                    .server(0)
+                    .behaviour(Behaviour::Delay {
+                        pause: Duration::from_millis(600),
+                    }),
+            ),
+    )
+    .await;
+    let mut cfg = config(&net);
+    cfg.total_timeout = Duration::from_secs(2);
+    cfg.limits.per_ip_interval = Duration::from_millis(1800);
+    cfg.limits.per_ip_burst = 1;
+    let checker = checker(cfg);
+    // Both start at once: the second waits 1.8 s for its turn, then needs
+    // 0.6 s of its 2 s.
+    let checks = ["/1", "/2"].map(|path| {
+        let checker = checker.clone();
+        let target = url(&net, "slow.alpha", path);
+        async move { checker.check(&job(&target)).await }
+    });
+    let observations = futures_join_all(checks).await;
+    for obs in &observations {
+        assert_outcome(obs, Outcome::Served, Verdict::Online);
+    }
+    let requests = net.counters().requests();
+    assert_eq!(requests.len(), 2);
+    let gap = requests[1].instant.duration_since(requests[0].instant);
+    assert!(gap >= Duration::from_millis(1700), "{gap:?}");
+    // The check began before its wait (its lookup came first).
+    let waited = observations.iter().max_by_key(|o| o.duration_ms).unwrap();
+    assert!(waited.duration_ms >= 2300, "{}", waited.duration_ms);
+    net.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_that_expires_while_waiting_for_its_turn_is_not_checked_and_spends_no_turn() {
+    let net = start(
+        hosters()
+            .url(UrlSpec::new("q.alpha", "/1", "Alpha").server(0))
+            .url(UrlSpec::new("q.alpha", "/2", "Alpha").server(0))
+            .url(UrlSpec::new("q.alpha", "/3", "Alpha").server(0)),
+    )
+    .await;
+    let mut cfg = config(&net);
+    cfg.total_timeout = Duration::from_secs(1);
+    cfg.limits.per_ip_interval = Duration::from_millis(1500);
+    cfg.limits.per_ip_burst = 1;
+    cfg.limits.per_ip_concurrency = 1;
+    let checker = checker(cfg);
+    let first = checker.check(&job(&url(&net, "q.alpha", "/1"))).await;
+    assert_outcome(&first, Outcome::Served, Verdict::Online);
+    // Its turn would come after its expiry: not checked, at once.
+    let started = Instant::now();
+    let late = checker
+        .check(&job_expiring(
+            &url(&net, "q.alpha", "/2"),
+            Duration::from_millis(800),
+        ))
+        .await;
+    assert_outcome(&late, Outcome::NotChecked, Verdict::Inconclusive);
+    assert!(late.http.is_none());
+    assert!(
+        started.elapsed() < Duration::from_millis(500),
+        "{:?}",
+        started.elapsed()
+    );
+    // The next one gets the turn the expired one did not take.
+    let next = checker.check(&job(&url(&net, "q.alpha", "/3"))).await;
+    assert_outcome(&next, Outcome::Served, Verdict::Online);
+    let requests = net.counters().requests();
+    let paths: Vec<&str> = requests.iter().map(|r| r.path.as_str()).collect();
+    assert_eq!(paths, ["/1", "/3"]);
+    let gap = requests[1].instant.duration_since(requests[0].instant);
+    assert!(gap < Duration::from_millis(2500), "{gap:?}");
+    net.shutdown().await;
+}
