@@ -11,10 +11,14 @@
 //! not valid gets an error line on stderr naming it (and its line), and the
 //! rest are checked. A URL given twice is checked once.
 //!
-//! A progress bar is drawn on stderr only when stderr is a terminal.
+//! The worker's limits hold: many URLs of one host are checked at its polite
+//! rate, each waiting for its turn without losing any of its own timeout. On
+//! a terminal, a progress line on stderr shows the URLs checked, the verdicts
+//! so far and an estimate of the time left; a summary line on stderr ends
+//! every run (checked, by verdict, not checked, elapsed).
 //!
 //! A check whose limits would hold it more than [`JOB_LIFETIME`] (a host's
-//! long `Retry-After`, a long queue for one address) is reported inconclusive
+//! long `Retry-After`, a long queue for one address) is reported `not_checked`
 //! rather than waited for.
 //!
 //! Exit codes:
@@ -26,14 +30,14 @@
 use std::collections::{BTreeMap, HashSet};
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use chrono::Utc;
 use indicatif::{ProgressBar, ProgressStyle};
 use tdmon_core::message::SchemaV1;
 use tdmon_core::url::{NormalizedUrl, mask_url};
-use tdmon_core::{CheckJob, Observation, Purpose, VerdictMap};
+use tdmon_core::{CheckJob, Observation, Outcome, Purpose, Verdict, VerdictMap};
 use tdmon_worker::{Checker, WorkerSettings};
 use tokio::task::JoinSet;
 use uuid::Uuid;
@@ -155,6 +159,80 @@ fn normalise(inputs: &[Input]) -> (Vec<NormalizedUrl>, Vec<(Input, String)>) {
     (urls, rejected)
 }
 
+/// What the checks of one run found: verdicts of the URLs checked, and the
+/// URLs not checked (their limits outlasted the job).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Tally {
+    online: usize,
+    offline: usize,
+    inconclusive: usize,
+    not_checked: usize,
+}
+
+impl Tally {
+    fn add(&mut self, outcome: Outcome, verdict: Verdict) {
+        let count = match (outcome, verdict) {
+            (Outcome::NotChecked, _) => &mut self.not_checked,
+            (_, Verdict::Online) => &mut self.online,
+            (_, Verdict::Offline) => &mut self.offline,
+            (_, Verdict::Inconclusive) => &mut self.inconclusive,
+        };
+        *count += 1;
+    }
+
+    fn checked(&self) -> usize {
+        self.online + self.offline + self.inconclusive
+    }
+}
+
+impl std::fmt::Display for Tally {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} online, {} offline, {} inconclusive",
+            self.online, self.offline, self.inconclusive
+        )?;
+        if self.not_checked > 0 {
+            write!(f, "; {} not checked", self.not_checked)?;
+        }
+        Ok(())
+    }
+}
+
+/// The last line of every run, on stderr.
+fn summary(tally: &Tally, elapsed: Duration) -> String {
+    format!(
+        "tdmon check: {} checked in {}: {tally}",
+        tally.checked(),
+        clock_time(elapsed)
+    )
+}
+
+/// "4.2s" under a minute, else "1h02m05s" or "2m05s".
+fn clock_time(elapsed: Duration) -> String {
+    let secs = elapsed.as_secs();
+    match (secs / 3600, secs / 60 % 60, secs % 60) {
+        (0, 0, _) => format!("{:.1}s", elapsed.as_secs_f64()),
+        (0, m, s) => format!("{m}m{s:02}s"),
+        (h, m, s) => format!("{h}h{m:02}m{s:02}s"),
+    }
+}
+
+/// A progress line on stderr when it is a terminal: URLs checked, the
+/// verdicts so far, the time taken and the time left at the recent rate.
+fn progress_line(urls: usize) -> ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(urls as u64);
+    if let Ok(style) =
+        ProgressStyle::with_template("{bar:30} {pos}/{len} ({msg}) {elapsed}, ETA {eta}")
+    {
+        bar.set_style(style);
+    }
+    bar
+}
+
 /// Checks every URL, at most `concurrency` at once, and prints the
 /// observations in input order (holding at most `concurrency` back).
 async fn check_all(
@@ -165,15 +243,9 @@ async fn check_all(
     format: CheckFormat,
 ) -> anyhow::Result<()> {
     let checker = Checker::new(worker, verdicts).context("cannot set up the checker")?;
-    let progress = if std::io::stderr().is_terminal() {
-        let bar = ProgressBar::new(urls.len() as u64);
-        if let Ok(style) = ProgressStyle::with_template("{bar:30} {pos}/{len} checked {elapsed}") {
-            bar.set_style(style);
-        }
-        bar
-    } else {
-        ProgressBar::hidden()
-    };
+    let started = Instant::now();
+    let progress = progress_line(urls.len());
+    let mut tally = Tally::default();
 
     let stdout = std::io::stdout();
     let mut table = Vec::new();
@@ -192,9 +264,11 @@ async fn check_all(
             break;
         };
         let (index, observation) = joined.context("a check panicked")?;
+        tally.add(observation.outcome, observation.verdict);
+        progress.set_message(tally.to_string());
+        progress.inc(1);
         done.insert(index, observation);
         while let Some(observation) = done.remove(&next_print) {
-            progress.inc(1);
             match format {
                 CheckFormat::Jsonl => {
                     let line = serde_json::to_string(&observation)?;
@@ -215,6 +289,7 @@ async fn check_all(
         .lock()
         .flush()
         .context("cannot write to standard output")?;
+    eprintln!("{}", summary(&tally, started.elapsed()));
     Ok(())
 }
 
@@ -312,6 +387,33 @@ mod tests {
         assert_eq!(urls, ["http://a.example/x", "https://b.example/"]);
         let bad: Vec<&str> = rejected.iter().map(|(i, _)| i.text.as_str()).collect();
         assert_eq!(bad, ["ftp://a.example/x", "not a url"]);
+    }
+
+    #[test]
+    fn the_summary_counts_verdicts_and_what_was_not_checked() {
+        let mut tally = Tally::default();
+        for (outcome, verdict) in [
+            (Outcome::Served, Verdict::Online),
+            (Outcome::Served, Verdict::Online),
+            (Outcome::HttpNotFound, Verdict::Offline),
+            (Outcome::Timeout, Verdict::Inconclusive),
+            (Outcome::NotChecked, Verdict::Inconclusive),
+        ] {
+            tally.add(outcome, verdict);
+        }
+        assert_eq!(
+            summary(&tally, Duration::from_millis(4_250)),
+            "tdmon check: 4 checked in 4.2s: 2 online, 1 offline, 1 inconclusive; 1 not checked"
+        );
+        let clean = Tally {
+            online: 2000,
+            ..Tally::default()
+        };
+        assert_eq!(
+            summary(&clean, Duration::from_secs(2_005)),
+            "tdmon check: 2000 checked in 33m25s: 2000 online, 0 offline, 0 inconclusive"
+        );
+        assert_eq!(clock_time(Duration::from_secs(3_725)), "1h02m05s");
     }
 
     #[test]
