@@ -175,7 +175,7 @@ impl<B: Bus> Collector<B> {
 
     /// Publishes what waits in the outbox, then marks it published. An event
     /// may be published twice if the process dies in between: downstream
-    /// consumers are idempotent (DESIGN.md).
+    /// consumers are idempotent (docs/MESSAGES.md).
     pub async fn publish_outbox(&self) -> Result<usize, CollectError> {
         let mut published = 0;
         loop {

@@ -1,4 +1,4 @@
-//! The messages that travel between the roles (DESIGN.md "Messages"): every one
+//! The messages that travel between the roles (docs/MESSAGES.md): every one
 //! is JSON with `"schema": 1`. A message with another schema number fails to
 //! parse instead of being misread.
 

@@ -1,5 +1,5 @@
 //! What a check found (the fine-grained [`Outcome`]) and what it means for the
-//! measurement (the [`Verdict`]), with the default mapping of DESIGN.md and an
+//! measurement (the [`Verdict`]), with the default mapping of docs/MEASUREMENT.md and an
 //! override per outcome from the configuration.
 //!
 //! A dead URL is a value here, never an error: `Err` is reserved for tdmon's own
@@ -150,7 +150,7 @@ impl Outcome {
         }
     }
 
-    /// The verdict DESIGN.md assigns by default.
+    /// The verdict docs/MEASUREMENT.md assigns by default.
     pub const fn default_verdict(self) -> Verdict {
         use Outcome::*;
         match self {
@@ -213,7 +213,7 @@ impl FromStr for Outcome {
     }
 }
 
-/// The outcome-to-verdict mapping: DESIGN.md's defaults with configured overrides.
+/// The outcome-to-verdict mapping: docs/MEASUREMENT.md's defaults with configured overrides.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct VerdictMap {
     overrides: BTreeMap<Outcome, Verdict>,

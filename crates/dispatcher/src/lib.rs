@@ -1,5 +1,5 @@
 //! The dispatcher role: every tick it leases the URLs whose next check is due
-//! and publishes one check job for each (DESIGN.md "Roles and flow").
+//! and publishes one check job for each (docs/ARCHITECTURE.md, "Roles and flow").
 //!
 //! - Leases make delivery safe: a job lost anywhere (a crashed worker, a
 //!   dropped message) leaves its URL leased until the lease runs out, and then

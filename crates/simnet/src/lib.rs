@@ -1,4 +1,4 @@
-//! The simulated hosting network (DESIGN.md "The simulated network"): an
+//! The simulated hosting network (docs/ARCHITECTURE.md, "Why these choices"): an
 //! authoritative DNS server for a test zone, HTTP and HTTPS servers on many
 //! loopback addresses, a MaxMind-format ASN database for those addresses, and
 //! URLs whose scripted behaviour changes over compressed time. Everything

@@ -116,7 +116,7 @@ pub(crate) fn http_at(url: &UrlSpec, t: Duration) -> HttpAction {
     }
 }
 
-/// When the content stops being served in the sense of DESIGN.md (offline),
+/// When the content stops being served in the sense of docs/MEASUREMENT.md (offline),
 /// and when it comes back, in simulated time since the notice. Inconclusive
 /// disturbances (5xx, 429, SERVFAIL, no answer, black hole) are not takedowns.
 /// A canonical redirect (scheme, `www.`, trailing slash) keeps the content

@@ -21,7 +21,7 @@ pub struct UrlTruth {
     /// The hoster at notice time.
     pub hoster: String,
     pub behaviour: Behaviour,
-    /// When the content stopped being served (offline in DESIGN.md's sense);
+    /// When the content stopped being served (offline in docs/MEASUREMENT.md's sense);
     /// `None` when it never does. Inconclusive disturbances (5xx, 429,
     /// SERVFAIL, DNS timeouts, black holes) are not takedowns.
     pub went_down: Option<DateTime<Utc>>,

@@ -41,7 +41,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::attribute::DEFAULT_CDN_ASNS;
 
-/// The largest body prefix a check may read to fingerprint it (DESIGN.md
+/// The largest body prefix a check may read to fingerprint it (README.md,
 /// "Safety": at most a few KiB, never stored).
 pub const MAX_BODY_PREFIX: usize = 16 * 1024;
 

@@ -1,4 +1,4 @@
-//! The target policy (DESIGN.md "Safety"): which addresses a check may connect
+//! The target policy (docs/OPERATIONS.md, "Worker"): which addresses a check may connect
 //! to. Special-purpose ranges (loopback, private, link-local, CGNAT, multicast,
 //! documentation, reserved, ...) are refused unless an explicit allow-list of
 //! CIDRs admits them. Pure: no IO, no clock.

@@ -1,6 +1,6 @@
 //! The worker role: consumes check jobs from the bus, checks each with the
 //! [`Checker`], publishes one observation, and only then acknowledges the job
-//! (DESIGN.md "Roles and flow"). Checks run concurrently up to the worker's
+//! (docs/ARCHITECTURE.md, "Roles and flow"). Checks run concurrently up to the worker's
 //! `max_in_flight`; a job taken from the bus always has a free slot, so the
 //! bus's prefetch is what waits, not this process's memory.
 
