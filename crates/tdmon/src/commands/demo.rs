@@ -108,8 +108,11 @@ async fn demo(
         let settings = crate::config::layered(file, std::env::vars(), overrides, imposed)?;
         let mut cluster = Cluster::start(&config, &settings, &out).await?;
         eprintln!(
-            "tdmon demo: started a dispatcher, two workers and a collector; their logs are in {}",
-            out.display()
+            "tdmon demo: started a dispatcher, two workers and a collector; their logs are in {}\n\
+             tdmon demo: watch the events arrive, in another terminal: \
+             tdmon --set bus.prefix={} tail --format table",
+            out.display(),
+            config.bus.prefix()
         );
         let monitored = async {
             cluster
