@@ -301,6 +301,8 @@ mod tests {
         .unwrap();
         let listed: Vec<String> = norms.iter().map(|n| n.to_string()).collect();
         assert_eq!(listed, ["24h", "48h"]);
+        let durations: Vec<TimeDelta> = norms.iter().map(Norm::duration).collect();
+        assert_eq!(durations, [TimeDelta::hours(24), TimeDelta::hours(48)]);
         assert_eq!(Norms::try_from(vec![]), Err(NormError::Empty));
         assert!(matches!(
             Norms::try_from(vec![Duration::ZERO]),
@@ -309,6 +311,25 @@ mod tests {
         assert!(matches!(
             Norms::try_from(vec![Duration::from_secs(60), Duration::from_secs(60)]),
             Err(NormError::Duplicate(_))
+        ));
+    }
+
+    #[test]
+    fn norms_are_bounded_at_a_hundred_years_like_the_schedule() {
+        let century = Duration::from_secs(100 * 365 * 86_400);
+        let norms = Norms::try_from(vec![century]).expect("a hundred years is allowed");
+        assert_eq!(
+            norms.iter().map(Norm::duration).collect::<Vec<_>>(),
+            [TimeDelta::days(100 * 365)]
+        );
+        assert!(matches!(
+            Norms::try_from(vec![century + Duration::from_secs(1)]),
+            Err(NormError::TooLong(_))
+        ));
+        // Beyond what a TimeDelta holds at all.
+        assert!(matches!(
+            Norms::try_from(vec![Duration::MAX]),
+            Err(NormError::TooLong(_))
         ));
     }
 }

@@ -247,6 +247,7 @@ pub struct UrlState {
     pub current_hoster_seen_at: Option<DateTime<Utc>>,
     /// Fingerprint of the first online check, for "content replaced".
     pub baseline_fingerprint: Option<String>,
+    /// Applied checks: not the ignored ones (stale, `not_checked`, after expiry).
     pub checks: u32,
 }
 
@@ -570,6 +571,8 @@ fn plan(state: &UrlState, at: DateTime<Utc>, rules: &Rules) -> NextCheck {
         };
     };
     let confirm_at = if run.checks < rule.checks {
+        // mutants: equivalent when `+` becomes `-`: plan_next raises any
+        // earlier time to this one.
         at + rule.recheck_delay
     } else if run.span() < rule.min_span {
         run.first.started + rule.min_span

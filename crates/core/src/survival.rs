@@ -108,6 +108,8 @@ impl KaplanMeier {
     /// when the curve never gets there (too many still online).
     pub fn quantile(&self, p: Percentile) -> Option<TimeDelta> {
         let threshold = f64::from(100 - p.0) / 100.0;
+        // mutants: equivalent when `k + 1` becomes `k * 1`: a bound for one
+        // factor fewer still covers the rounding (see approx_cmp).
         (0..self.steps.len())
             .find(
                 |&k| match approx_cmp(self.steps[k].share, threshold, k + 1) {
@@ -129,6 +131,11 @@ impl KaplanMeier {
 /// threshold one; twice the unit roundoff per rounding keeps the bound safe
 /// against the roundings of the bound itself.
 fn approx_cmp(share: f64, threshold: f64, factors: usize) -> Option<Ordering> {
+    // mutants: equivalent when a change keeps the bound above the rounding
+    // error (`2.0 + factors`, `- 1.0` or `* 1.0` for `+ 1.0`, `<=` for `<`,
+    // `>=` for `>`): it only moves comparisons between floating point and
+    // the integers, which decide what is left exactly. The tests pin the
+    // bound from below.
     let rel = (2.0 * factors as f64 + 1.0) * 2.0 * f64::EPSILON;
     if share * (1.0 + rel) < threshold * (1.0 - rel) {
         Some(Ordering::Less)
@@ -283,6 +290,65 @@ mod tests {
             let p = Percentile::new(percent).unwrap();
             prop_assert_eq!(km.quantile(p), exact_quantile(&samples, percent));
         }
+    }
+
+    #[test]
+    fn shares_within_the_rounding_error_are_left_to_the_integers() {
+        // A product of n factors, each rounded twice (a division and a
+        // multiplication), is within about n * EPSILON of the exact product:
+        // a share that close to the threshold could be on either side of it.
+        for factors in [1, 10, 60, 1000] {
+            let error = factors as f64 * f64::EPSILON;
+            for threshold in [0.5, 0.1, 0.99] {
+                for share in [threshold * (1.0 - error), threshold * (1.0 + error)] {
+                    assert_eq!(approx_cmp(share, threshold, factors), None, "{share}");
+                }
+            }
+        }
+    }
+
+    /// Samples whose curve has the given steps `(at risk, removed)`, one an
+    /// hour: a URL at risk at one step and neither removed there nor at risk
+    /// at the next is censored at that step.
+    fn from_steps(steps: &[(u64, u64)]) -> Vec<Survival> {
+        let mut samples = Vec::new();
+        for (i, &(at_risk, removed)) in steps.iter().enumerate() {
+            let next = steps.get(i + 1).map_or(0, |step| step.0);
+            let hour = i as i64 + 1;
+            samples.extend((0..removed).map(|_| h(hour, true)));
+            samples.extend((next..at_risk - removed).map(|_| h(hour, false)));
+        }
+        samples
+    }
+
+    #[test]
+    fn a_share_just_above_the_threshold_is_decided_in_integers() {
+        // Found by a search: after ten steps the exact estimate exceeds 1/2 by
+        // 4.2e-16 of itself, closer than ten rounded factors can tell. Half
+        // are estimated removed only at the eleventh step.
+        let steps = [
+            (2001, 256),
+            (1694, 183),
+            (1364, 19),
+            (1326, 15),
+            (1203, 122),
+            (304, 17),
+            (283, 22),
+            (236, 34),
+            (196, 2),
+            (189, 1),
+            (188, 188),
+        ];
+        let online = product(steps[..10].iter().map(|&(n, d)| n - d));
+        let at_risk = product(steps[..10].iter().map(|&(n, _)| n));
+        assert!(online * 2u32 > at_risk, "above 1/2 after ten steps");
+        let samples = from_steps(&steps);
+        let km = KaplanMeier::estimate(&samples);
+        let curve: Vec<(u64, u64)> = km.steps().iter().map(|s| (s.at_risk, s.removed)).collect();
+        assert_eq!(curve, steps);
+        assert_eq!(approx_cmp(km.steps()[9].share, 0.5, 10), None);
+        assert_eq!(km.median(), Some(TimeDelta::hours(11)));
+        assert_eq!(km.median(), exact_quantile(&samples, 50));
     }
 
     #[test]

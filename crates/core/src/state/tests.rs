@@ -242,6 +242,21 @@ fn a_gap_in_checking_is_never_counted_as_time_down() {
 }
 
 #[test]
+fn checks_exactly_max_gap_apart_are_still_watched() {
+    // Default max_gap: 4 x 15m = 60m. "No two consecutive checks more than
+    // max_gap apart": a gap of exactly max_gap keeps the stretch, one minute
+    // more breaks it.
+    let limit = 24 * 60;
+    let (_, events) = feed(&inconclusive_every(60, 60 + limit));
+    let takedown = event(&events, EventKind::Takedown);
+    assert_eq!(takedown.evidence, Some(Evidence::InconclusiveOnly));
+    assert_eq!(takedown.bracket.unwrap().to, minutes(60) + TOOK);
+    let (state, events) = feed(&inconclusive_every(61, 60 + 2 * limit));
+    assert_eq!(kinds(&events), [EventKind::FirstOnline]);
+    assert_eq!(state.run.unwrap().watched.checks, 1);
+}
+
+#[test]
 fn an_inconclusive_run_with_k_checks_over_the_span_keeps_the_regular_pace() {
     // K = 3 checks spanning exactly min_span (30m): neither a recheck after
     // the delay nor a wait for the span, but the next regular slot (2h).
@@ -505,7 +520,31 @@ fn a_check_that_never_contacted_the_host_is_ignored() {
     not_checked.outcome = Outcome::NotChecked;
     let (after, events) = advance(&state, &not_checked, minutes(60), &rules);
     assert!(events.is_empty());
+    assert_eq!(state.checks, 1);
     assert_eq!(after, state, "no run starts, no check is counted");
+}
+
+#[test]
+fn every_applied_check_is_counted_once() {
+    let rules = Rules::default();
+    let (state, _) = feed(&[(0, O), (60, I), (75, X), (90, X), (200, O)]);
+    assert_eq!(state.checks, 5);
+    let redelivered = observe(minutes(200), O, Some("HostA"));
+    assert_eq!(
+        advance(&state, &redelivered, minutes(201), &rules).0.checks,
+        5
+    );
+}
+
+#[test]
+fn seconds_keep_the_microsecond_and_any_duration() {
+    assert_eq!(seconds(TimeDelta::microseconds(3_600_000_001)), 3600.000001);
+    assert_eq!(seconds(-TimeDelta::microseconds(1_500_000)), -1.5);
+    // Past about 292,000 years a duration has no microsecond count (an
+    // i64 overflows): the whole milliseconds still give the seconds.
+    let huge = TimeDelta::days(400_000 * 365) + TimeDelta::milliseconds(1_500);
+    assert_eq!(huge.num_microseconds(), None);
+    assert_eq!(seconds(huge), 400_000.0 * 365.0 * 86_400.0 + 1.5);
 }
 
 // ---- properties over random histories with a known truth ----
