@@ -13,26 +13,36 @@ pub fn parse(text: &str) -> Result<Duration, String> {
     humantime::parse_duration(text.trim()).map_err(|e| format!("invalid duration {text:?}: {e}"))
 }
 
-/// Formats compactly in one unit that [`parse`] reads back exactly: whole days
-/// from three days up ("7d"), else hours ("24h", "48h"), minutes, seconds, or
-/// milliseconds.
+/// Formats compactly, in units that [`parse`] reads back exactly: days from
+/// three days up ("7d", "6d23h45m"), else hours ("24h", "23h45m"), minutes,
+/// seconds; each smaller unit only when it is not zero. Fractions of a second
+/// are written as humantime writes them.
 pub fn format(duration: Duration) -> String {
     const MINUTE: u64 = 60;
     const HOUR: u64 = 60 * MINUTE;
     const DAY: u64 = 24 * HOUR;
-    let secs = duration.as_secs();
     if duration.subsec_nanos() != 0 {
         return humantime::format_duration(duration)
             .to_string()
             .replace(' ', "");
     }
-    match secs {
-        0 => "0s".to_owned(),
-        s if s % DAY == 0 && s >= 3 * DAY => format!("{}d", s / DAY),
-        s if s % HOUR == 0 => format!("{}h", s / HOUR),
-        s if s % MINUTE == 0 => format!("{}m", s / MINUTE),
-        s => format!("{s}s"),
+    let mut rest = duration.as_secs();
+    if rest == 0 {
+        return "0s".to_owned();
     }
+    let units: &[(u64, &str)] = if rest >= 3 * DAY {
+        &[(DAY, "d"), (HOUR, "h"), (MINUTE, "m"), (1, "s")]
+    } else {
+        &[(HOUR, "h"), (MINUTE, "m"), (1, "s")]
+    };
+    let mut text = String::new();
+    for &(size, unit) in units {
+        if rest >= size {
+            text.push_str(&format!("{}{unit}", rest / size));
+            rest %= size;
+        }
+    }
+    text
 }
 
 pub fn serialize<S: Serializer>(duration: &Duration, s: S) -> Result<S::Ok, S::Error> {
@@ -86,9 +96,15 @@ mod tests {
         }
         let d = Duration::from_millis(1_500);
         assert_eq!(parse(&format(d)), Ok(d));
-        let named: Vec<String> = [900, 86_400, 172_800, 604_800]
+        let named: Vec<String> = [900, 86_400, 172_800, 604_800, 85_500, 604_800 - 900, 90]
             .map(|s| format(Duration::from_secs(s)))
             .to_vec();
-        assert_eq!(named, ["15m", "24h", "48h", "7d"]);
+        assert_eq!(
+            named,
+            ["15m", "24h", "48h", "7d", "23h45m", "6d23h45m", "1m30s"]
+        );
+        for text in &named {
+            assert_eq!(format(parse(text).unwrap()), *text, "round trip");
+        }
     }
 }

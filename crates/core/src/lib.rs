@@ -8,6 +8,7 @@ pub mod message;
 pub mod norm;
 pub mod notice;
 pub mod outcome;
+pub mod plan;
 pub mod report;
 pub mod schedule;
 pub mod state;

@@ -54,21 +54,34 @@ const MINUTE: u64 = 60;
 const HOUR: u64 = 60 * MINUTE;
 const DAY: u64 = 24 * HOUR;
 
+/// How long before each default norm's deadline the default schedule checks
+/// once more: a check at the deadline itself answers after it, so only a
+/// check that answers before the deadline can find a takedown within it.
+/// As long as the default recheck delay, the closest two checks may be.
+const BEFORE_DEADLINE: u64 = 15 * MINUTE;
+
 impl Default for ScheduleConfig {
-    /// Dense around 24h so that the 24h norm is decidable to the quarter hour
-    /// around its deadline, then daily to a week, weekly to four weeks, and
-    /// every week up to 90 days.
+    /// Dense around 24h, then daily to a week, weekly to four weeks, and
+    /// every week up to 90 days; and a check a quarter of an hour before each
+    /// default norm's deadline, so that each norm is decidable to a quarter
+    /// of an hour (`tdmon schedule plan` shows it).
     fn default() -> Self {
         let minutes = [0, 15, 30];
         let hours = [1, 2, 4, 8, 12, 16, 20, 22, 23, 24, 25, 36, 48];
         let days = [3, 4, 5, 6, 7, 14, 21, 28];
-        let offsets = minutes
+        let mut offsets: Vec<Duration> = minutes
             .iter()
             .map(|m| m * MINUTE)
             .chain(hours.iter().map(|h| h * HOUR))
             .chain(days.iter().map(|d| d * DAY))
+            .chain(
+                crate::norm::default_durations()
+                    .iter()
+                    .map(|norm| norm.as_secs() - BEFORE_DEADLINE),
+            )
             .map(Duration::from_secs)
             .collect();
+        offsets.sort();
         Self {
             offsets,
             then_every: Duration::from_secs(7 * DAY),

@@ -51,6 +51,9 @@ pub enum Command {
     Status(StoreArgs),
     /// A first minute with tdmon: monitor the simulated network and compare with its truth.
     Demo(DemoArgs),
+    /// Work with the recheck schedule.
+    #[command(subcommand)]
+    Schedule(ScheduleCommand),
     /// Run the dispatcher role (distributed deployment): notice intake, due
     /// URLs onto the checks queue. Several may run; one is active, the others
     /// stand by.
@@ -85,6 +88,24 @@ pub enum TailFormat {
     Json,
     /// One aligned line per message, for people.
     Table,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ScheduleCommand {
+    /// What the configured schedule costs and how precise it is: checks per
+    /// URL over its life, checks a day, workers needed, and, per norm, the
+    /// takedown times it cannot judge.
+    Plan(PlanArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    /// Notices received a day, for the checks a day in steady state.
+    #[arg(long, value_name = "N", default_value_t = 1000)]
+    pub notices_per_day: u64,
+    /// Checks a second one worker makes; by default `worker.limits.checks_per_second`.
+    #[arg(long, value_name = "R")]
+    pub check_rate: Option<std::num::NonZeroU32>,
 }
 
 #[derive(Debug, Subcommand)]

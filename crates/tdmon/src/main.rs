@@ -121,6 +121,7 @@ fn main() -> ExitCode {
         Command::Worker => commands::roles::run(Role::Worker, &config),
         Command::Collector => commands::roles::run(Role::Collector, &config),
         Command::Tail(args) => commands::tail::run(args, &config),
+        Command::Schedule(command) => commands::schedule::run(command, &config),
         Command::Report => not_built("the report"),
     };
     match result {

@@ -312,6 +312,11 @@ impl WorkerSettings {
         self.limits.max_in_flight.get()
     }
 
+    /// Checks this worker starts per second at most, all hosts together.
+    pub fn checks_per_second(&self) -> u32 {
+        self.limits.checks_per_second.get()
+    }
+
     /// The bound on one check's time on the network (its waits for limits aside).
     pub fn total_timeout(&self) -> Duration {
         self.total_timeout

@@ -7,5 +7,6 @@ pub(crate) mod demo;
 pub(crate) mod notices;
 pub(crate) mod roles;
 pub(crate) mod run;
+pub(crate) mod schedule;
 pub(crate) mod simnet;
 pub(crate) mod tail;
