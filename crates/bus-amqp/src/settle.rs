@@ -70,7 +70,9 @@ impl Settle {
     /// one lost with the connection only means the message comes again.
     /// Closing the bus waits for the acknowledgements in flight.
     async fn ack(&self) -> Result<(), BusError> {
-        if self.delivery.acker.poisoned() {
+        // lapin poisons an acker a moment after its channel closes; a bus
+        // closed by its owner is known at once.
+        if self.broker.closed.is_cancelled() || self.delivery.acker.poisoned() {
             return Err(BusError::Stale);
         }
         let acker = self.delivery.acker.clone();

@@ -29,7 +29,7 @@ use tdmon_worker::attribute::Attributor;
 
 use crate::Exit;
 use crate::cli::{AsnCommand, AsnLookupArgs};
-use crate::commands::check::{Input, read_input};
+use crate::commands::check::{Input, gather};
 
 pub(crate) fn run(command: AsnCommand, worker: WorkerSettings) -> anyhow::Result<Exit> {
     match command {
@@ -58,29 +58,15 @@ fn lookup(args: AsnLookupArgs, worker: WorkerSettings) -> anyhow::Result<Exit> {
         );
         return Ok(Exit::Usage);
     };
-    let mut inputs: Vec<Input> = args
-        .addrs
-        .iter()
-        .enumerate()
-        .map(|(i, text)| Input {
-            origin: format!("argument {}", i + 1),
-            text: text.clone(),
-            utf8: true,
-        })
-        .collect();
-    if let Some(path) = &args.input {
-        match read_input(path) {
-            Ok(lines) => inputs.extend(lines),
-            Err(e) => {
-                eprintln!("tdmon asn lookup: {e:#}");
-                return Ok(Exit::Usage);
-            }
-        }
-    }
-    if inputs.is_empty() {
-        eprintln!("tdmon asn lookup: no address given (pass addresses or --input FILE)");
-        return Ok(Exit::Usage);
-    }
+    let inputs = match gather(
+        "tdmon asn lookup",
+        "address",
+        &args.addrs,
+        args.input.as_deref(),
+    ) {
+        Ok(inputs) => inputs,
+        Err(exit) => return Ok(exit),
+    };
 
     let attributor = Attributor::from_settings(&worker)?;
     let (addrs, rejected) = parse(&inputs);

@@ -62,29 +62,10 @@ pub(crate) fn run(
     worker: WorkerSettings,
     verdicts: VerdictMap,
 ) -> anyhow::Result<Exit> {
-    let mut inputs: Vec<Input> = args
-        .urls
-        .iter()
-        .enumerate()
-        .map(|(i, text)| Input {
-            origin: format!("argument {}", i + 1),
-            text: text.clone(),
-            utf8: true,
-        })
-        .collect();
-    if let Some(path) = &args.input {
-        match read_input(path) {
-            Ok(lines) => inputs.extend(lines),
-            Err(e) => {
-                eprintln!("tdmon check: {e:#}");
-                return Ok(Exit::Usage);
-            }
-        }
-    }
-    if inputs.is_empty() {
-        eprintln!("tdmon check: no URL given (pass URLs or --input FILE)");
-        return Ok(Exit::Usage);
-    }
+    let inputs = match gather("tdmon check", "URL", &args.urls, args.input.as_deref()) {
+        Ok(inputs) => inputs,
+        Err(exit) => return Ok(exit),
+    };
 
     let (urls, rejected) = normalise(&inputs);
     for (input, error) in &rejected {
@@ -110,9 +91,43 @@ pub(crate) fn run(
     })
 }
 
+/// The inputs of a command that takes values (`what`: "URL", "address") as
+/// arguments and, one per line, from `--input FILE`; or, after saying what
+/// is wrong, the usage exit status (no value at all, an unreadable file).
+pub(crate) fn gather(
+    command: &str,
+    what: &str,
+    arguments: &[String],
+    file: Option<&Path>,
+) -> Result<Vec<Input>, Exit> {
+    let mut inputs: Vec<Input> = arguments
+        .iter()
+        .enumerate()
+        .map(|(i, text)| Input {
+            origin: format!("argument {}", i + 1),
+            text: text.clone(),
+            utf8: true,
+        })
+        .collect();
+    if let Some(path) = file {
+        match read_input(path) {
+            Ok(lines) => inputs.extend(lines),
+            Err(e) => {
+                eprintln!("{command}: {e:#}");
+                return Err(Exit::Usage);
+            }
+        }
+    }
+    if inputs.is_empty() {
+        eprintln!("{command}: no {what} given (pass them as arguments or --input FILE)");
+        return Err(Exit::Usage);
+    }
+    Ok(inputs)
+}
+
 /// Reads the lines of a file (or standard input for `-`), skipping blank
 /// lines and `#` comments.
-pub(crate) fn read_input(path: &Path) -> anyhow::Result<Vec<Input>> {
+fn read_input(path: &Path) -> anyhow::Result<Vec<Input>> {
     let name = path.display().to_string();
     let reader: Box<dyn BufRead> = if name == "-" {
         Box::new(std::io::stdin().lock())
