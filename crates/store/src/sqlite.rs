@@ -83,6 +83,26 @@ fn json_opt(row: &DbRow, column: &str, what: &str) -> Result<Option<Value>, Stor
         .transpose()
 }
 
+/// Applies the migrations. SQLite gives sqlx no lock to hold while it
+/// migrates, so two processes opening a new file at once (`tdmon run` and
+/// `tdmon status`, say) race, and the one that loses fails on the other's
+/// work (a table or a migration row already there); it tries again, and then
+/// finds the migrations applied. A genuine error fails every attempt.
+async fn migrate(writer: &SqlitePool) -> Result<(), StoreError> {
+    const ATTEMPTS: u32 = 5;
+    let mut attempt = 1;
+    loop {
+        match MIGRATOR.run(writer).await {
+            Ok(()) => return Ok(()),
+            Err(e) if attempt == ATTEMPTS => return Err(StoreError::migrate(e)),
+            Err(_) => {
+                tokio::time::sleep(Duration::from_millis(100) * attempt).await;
+                attempt += 1;
+            }
+        }
+    }
+}
+
 #[derive(Clone)]
 pub(crate) struct SqliteStore {
     writer: SqlitePool,
@@ -117,7 +137,7 @@ impl SqliteStore {
             .connect_with(writer_options)
             .await
             .map_err(|e| open_error(e.into()))?;
-        MIGRATOR.run(&writer).await.map_err(StoreError::migrate)?;
+        migrate(&writer).await?;
 
         let in_memory = url.contains(":memory:") || url.contains("mode=memory");
         let reader = if in_memory {

@@ -961,3 +961,28 @@ async fn a_lock_whose_connection_dropped_is_no_longer_held() {
     other.lock_monitor().await.unwrap().release().await;
     other.close().await;
 }
+
+/// Processes that open one new SQLite file at once (a monitor starting and a
+/// `tdmon status` beside it) all get a migrated store: the one that loses the
+/// race to migrate finds the other's work done.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_sqlite_file_opened_by_several_at_once_is_migrated_once() {
+    for round in 0..5 {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("new.db").display());
+        let opening: Vec<_> = (0..4)
+            .map(|_| {
+                let url = url.clone();
+                tokio::spawn(async move { tdmon_store::Store::open(&url).await })
+            })
+            .collect();
+        for open in opening {
+            let store = open
+                .await
+                .unwrap()
+                .unwrap_or_else(|e| panic!("round {round}: {}", tdmon_core::error_chain(&e)));
+            assert_eq!(store.status(Utc::now()).await.unwrap().observations, 0);
+            store.close().await;
+        }
+    }
+}

@@ -132,6 +132,7 @@ pub(crate) async fn worker(config: &Config, shutdown: CancellationToken) -> anyh
         Checker::new(config.worker.clone(), config.measurement.verdicts.clone())
             .context("cannot start the worker")?,
     );
+    crate::signals::reload_asn_db_on_hangup(Checker::clone(&checker));
     let Some(bus) = connect(config, "worker", &shutdown).await? else {
         return Ok(());
     };

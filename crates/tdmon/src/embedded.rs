@@ -48,6 +48,7 @@ pub(crate) async fn run(
         Checker::new(config.worker.clone(), config.measurement.verdicts.clone())
             .context("cannot start the worker")?,
     );
+    crate::signals::reload_asn_db_on_hangup(Checker::clone(&checker));
 
     // A process that died leaves leases behind; in the embedded monitor no
     // other process can hold them, so they are given back at once.

@@ -1,6 +1,10 @@
 //! SIGINT and SIGTERM: the first asks for a clean stop (the caller drains
-//! what is in flight), a second exits at once with status 130.
+//! what is in flight), a second exits at once with status 130. SIGHUP reads
+//! the ASN database again.
 
+use tdmon_worker::Checker;
+use tdmon_worker::attribute::Reload;
+use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::sync::CancellationToken;
 
 /// Cancels `shutdown` on the first signal, saying what the stop waits for;
@@ -14,8 +18,28 @@ pub(crate) async fn stop_on_signal(shutdown: CancellationToken, draining: &'stat
     std::process::exit(130);
 }
 
+/// Reads `checker`'s ASN database file again on every SIGHUP, for the life
+/// of the process (the checks in flight go on). What the reload did is
+/// logged by the attributor; a failed one keeps the database in use.
+pub(crate) fn reload_asn_db_on_hangup(checker: Checker) {
+    let mut hangup = match signal(SignalKind::hangup()) {
+        Ok(hangup) => hangup,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot listen for SIGHUP; the ASN database is reloaded only when its file is replaced");
+            return;
+        }
+    };
+    tokio::spawn(async move {
+        while hangup.recv().await.is_some() {
+            if let Reload::NoDatabase = checker.reload_asn_db().await {
+                tracing::info!("SIGHUP: no ASN database is configured, nothing to reload");
+            }
+        }
+    });
+}
+
 async fn wait_for_signal() {
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+    let mut term = match signal(SignalKind::terminate()) {
         Ok(term) => term,
         Err(e) => {
             tracing::error!(error = %e, "cannot listen for SIGTERM");

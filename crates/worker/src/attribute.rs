@@ -4,9 +4,12 @@
 //! overrides (resellers on another network's space; the most specific range
 //! wins). ASNs of CDNs and reverse proxies are flagged, not silently blamed.
 //!
-//! The database is read into memory once, when it is opened, and its record
-//! layout is learnt then from the fields of its first records ([`LAYOUTS`]):
-//! a database without an ASN field tdmon knows is refused at start. Integers
+//! The database is read into memory when it is opened, and its record layout
+//! is learnt then from the fields of its first records ([`LAYOUTS`]): a
+//! database without an ASN field tdmon knows is refused at start. When its
+//! file is replaced (or on request: SIGHUP), it is read again and swapped in
+//! whole between two lookups ([`Attributor::reload`]); a new file that does
+//! not open leaves the one in use in place. Integers
 //! of every width a writer may choose are read; a record that still does not
 //! decode is counted ([`Attributor::undecodable_records`]), never dropped
 //! silently.
@@ -16,6 +19,8 @@ use std::fmt;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::SystemTime;
 
 use ipnet::IpNet;
 use maxminddb::{LookupResult, MaxMindDbError, PathElement, Reader, WithinOptions};
@@ -274,6 +279,12 @@ impl AsnDb {
         &self.path
     }
 
+    /// When the database was built (its metadata's `build_epoch`), in
+    /// seconds since 1970.
+    pub fn build_epoch(&self) -> u64 {
+        self.reader.metadata().build_epoch
+    }
+
     /// What the database says about `ip`; an address it does not cover
     /// (outside every network, or IPv6 in an IPv4-only database) is `(None,
     /// None)`. Errors are records (or tree nodes) that do not decode.
@@ -373,13 +384,62 @@ impl Visitor<'_> for AsnVisitor {
 
 /// Attributes addresses to ASNs and hosters.
 pub struct Attributor {
-    db: Option<AsnDb>,
+    /// Swapped whole on reload: a lookup holds the database it started with.
+    db: RwLock<Option<Arc<AsnDb>>>,
+    /// The file `db` came from, and what it looked like when last read.
+    source: Option<Source>,
     merges: HashMap<u32, String>,
     /// Most specific first.
     overrides: Vec<(IpNet, String)>,
     cdn_asns: HashSet<u32>,
     /// Lookups whose record did not decode, since the start.
     undecodable: AtomicU64,
+}
+
+/// The database file, and its stamp when it was last read (whether that
+/// read worked or not: a broken file is reported once, not at every look).
+#[derive(Debug)]
+struct Source {
+    path: PathBuf,
+    read: Mutex<Option<FileStamp>>,
+}
+
+/// Enough of a file's metadata to see that it was replaced or rewritten.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FileStamp {
+    device: u64,
+    inode: u64,
+    len: u64,
+    modified: Option<SystemTime>,
+}
+
+impl FileStamp {
+    /// The stamp of the file `path` names (a symbolic link is followed, so
+    /// pointing it at another file counts as a change).
+    fn of(path: &Path) -> std::io::Result<Self> {
+        use std::os::unix::fs::MetadataExt;
+        let meta = std::fs::metadata(path)?;
+        Ok(Self {
+            device: meta.dev(),
+            inode: meta.ino(),
+            len: meta.len(),
+            modified: meta.modified().ok(),
+        })
+    }
+}
+
+/// What [`Attributor::reload`] did.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Reload {
+    /// No database is configured.
+    NoDatabase,
+    /// The file is as it was when last read.
+    Unchanged,
+    /// The file was read again and is in use from now on.
+    Replaced,
+    /// The file could not be used; the database in use stays.
+    Kept(AsnDbError),
 }
 
 impl fmt::Debug for Attributor {
@@ -401,12 +461,7 @@ impl Attributor {
         let settings = &settings.attribution;
         let db = settings.asn_db.as_deref().map(AsnDb::open).transpose()?;
         if let Some(db) = &db {
-            tracing::info!(
-                path = %db.path().display(),
-                database_type = db.database_type(),
-                layout = db.layout().name,
-                "ASN database loaded"
-            );
+            log_loaded(db, "ASN database loaded");
         }
         Ok(Self::new(
             db,
@@ -416,7 +471,8 @@ impl Attributor {
         ))
     }
 
-    /// An attributor over an already opened database (or none).
+    /// An attributor over an already opened database (or none); a reload
+    /// reads the file it was opened from.
     pub fn new(
         db: Option<AsnDb>,
         merges: impl IntoIterator<Item = (u32, String)>,
@@ -425,8 +481,13 @@ impl Attributor {
     ) -> Self {
         let mut overrides: Vec<(IpNet, String)> = overrides.into_iter().collect();
         overrides.sort_by_key(|(net, _)| std::cmp::Reverse(net.prefix_len()));
+        let source = db.as_ref().map(|db| Source {
+            path: db.path().to_owned(),
+            read: Mutex::new(FileStamp::of(db.path()).ok()),
+        });
         Self {
-            db,
+            db: RwLock::new(db.map(Arc::new)),
+            source,
             merges: merges.into_iter().collect(),
             overrides,
             cdn_asns: cdn_asns.into_iter().collect(),
@@ -460,8 +521,46 @@ impl Attributor {
         self.undecodable.load(Ordering::Relaxed)
     }
 
+    /// Reads the database file again when it differs from the one last read
+    /// (replaced by a rename, rewritten, or a link pointed elsewhere), or in
+    /// any case with `force`; the new database serves every lookup that
+    /// starts after it is read. A file that cannot be used (missing, half
+    /// written, another layout) is reported and the database in use stays,
+    /// so no check ever goes unattributed for it. Blocking: it reads the
+    /// whole file.
+    pub fn reload(&self, force: bool) -> Reload {
+        let Some(source) = &self.source else {
+            return Reload::NoDatabase;
+        };
+        let mut read = source.read.lock().unwrap_or_else(PoisonError::into_inner);
+        let stamp = FileStamp::of(&source.path).ok();
+        if !force && stamp.is_some() && stamp == *read {
+            return Reload::Unchanged;
+        }
+        *read = stamp;
+        match AsnDb::open(&source.path) {
+            Ok(db) => {
+                log_loaded(&db, "ASN database reloaded");
+                *self.db.write().unwrap_or_else(PoisonError::into_inner) = Some(Arc::new(db));
+                Reload::Replaced
+            }
+            Err(error) => {
+                tracing::warn!(
+                    error = %tdmon_core::error_chain(&error),
+                    "the ASN database file changed but cannot be used; the one loaded before stays in use"
+                );
+                Reload::Kept(error)
+            }
+        }
+    }
+
     fn lookup(&self, ip: IpAddr) -> Record {
-        let Some(db) = &self.db else {
+        let db = self
+            .db
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        let Some(db) = db else {
             return (None, None);
         };
         db.lookup(ip).unwrap_or_else(|error| {
@@ -479,6 +578,16 @@ impl Attributor {
             (None, None)
         })
     }
+}
+
+fn log_loaded(db: &AsnDb, what: &'static str) {
+    tracing::info!(
+        path = %db.path().display(),
+        database_type = db.database_type(),
+        layout = db.layout().name,
+        build_epoch = db.build_epoch(),
+        "{what}"
+    );
 }
 
 /// An IPv6 address that carries an IPv4 one (mapped, translated, NAT64) is
@@ -811,6 +920,67 @@ pub(crate) mod tests {
         let missing = Attributor::from_settings(&settings(dir.path().join("missing.mmdb")));
         let err = missing.unwrap_err();
         assert!(err.to_string().contains("missing.mmdb"), "{err}");
+    }
+
+    /// Writes a database saying `127.10.1.0/24` is `asn` to `path` the way
+    /// an operator rotates one: a new file moved into place.
+    fn rotate(path: &Path, asn: u32, org: &str) {
+        let entries = [AsnEntry::new("127.10.1.0/24", asn, org)];
+        let bytes = build_asn_db_entries(AsnDbLayout::GeoLite2Asn, &entries).unwrap();
+        let next = path.with_extension("next");
+        std::fs::write(&next, bytes).unwrap();
+        std::fs::rename(&next, path).unwrap();
+    }
+
+    #[test]
+    fn a_replaced_database_file_is_read_again_and_a_broken_one_is_not_used() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("asn.mmdb");
+        rotate(&path, 64501, "Alpha Hosting");
+        let mut config = crate::WorkerConfig::default();
+        config.attribution.asn_db = Some(path.clone());
+        let a = Attributor::from_settings(&config.validate().unwrap()).unwrap();
+        let asn = |a: &Attributor| a.attribute(ip("127.10.1.2")).asn;
+
+        assert!(matches!(a.reload(false), Reload::Unchanged));
+        assert_eq!(asn(&a), Some(64501));
+
+        rotate(&path, 64999, "Omega Hosting");
+        assert!(matches!(a.reload(false), Reload::Replaced));
+        assert_eq!(asn(&a), Some(64999));
+        assert_eq!(
+            a.attribute(ip("127.10.1.2")).hoster.as_deref(),
+            Some("Omega Hosting")
+        );
+        assert!(matches!(a.reload(false), Reload::Unchanged), "read once");
+
+        // A half-written file: reported once, and the database in use stays.
+        std::fs::write(&path, b"not a database").unwrap();
+        let kept = a.reload(false);
+        assert!(
+            matches!(&kept, Reload::Kept(AsnDbError::Format { path: p, .. }) if *p == path),
+            "{kept:?}"
+        );
+        assert_eq!(asn(&a), Some(64999));
+        assert!(
+            matches!(a.reload(false), Reload::Unchanged),
+            "reported once"
+        );
+        std::fs::remove_file(&path).unwrap();
+        assert!(matches!(
+            a.reload(false),
+            Reload::Kept(AsnDbError::Read { .. })
+        ));
+        assert_eq!(asn(&a), Some(64999));
+
+        // Forced (SIGHUP): read even when the file looks the same.
+        rotate(&path, 64777, "Kappa");
+        assert!(matches!(a.reload(true), Reload::Replaced));
+        assert!(matches!(a.reload(true), Reload::Replaced));
+        assert_eq!(asn(&a), Some(64777));
+
+        let none = Attributor::new(None, [], [], []);
+        assert!(matches!(none.reload(true), Reload::NoDatabase));
     }
 
     #[test]

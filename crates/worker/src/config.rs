@@ -151,6 +151,10 @@ pub struct AttributionConfig {
     /// More CDN ASNs, flagged on top of `cdn_asns` (to extend the default list
     /// without copying it).
     pub extra_cdn_asns: Vec<u32>,
+    /// How often the ASN database file is looked at: when it was replaced,
+    /// it is read again (SIGHUP reads it at once).
+    #[serde(with = "tdmon_core::duration")]
+    pub watch_interval: Duration,
 }
 
 impl Default for AttributionConfig {
@@ -161,6 +165,7 @@ impl Default for AttributionConfig {
             overrides: Vec::new(),
             cdn_asns: DEFAULT_CDN_ASNS.iter().map(|&(asn, _)| asn).collect(),
             extra_cdn_asns: Vec::new(),
+            watch_interval: Duration::from_secs(10),
         }
     }
 }
@@ -291,6 +296,7 @@ pub(crate) struct LimitSettings {
 #[derive(Debug, Clone)]
 pub(crate) struct AttributionSettings {
     pub(crate) asn_db: Option<PathBuf>,
+    pub(crate) watch_interval: Duration,
     pub(crate) merges: Vec<(u32, String)>,
     pub(crate) overrides: Vec<(IpNet, String)>,
     pub(crate) cdn_asns: Vec<u32>,
@@ -477,6 +483,10 @@ impl WorkerConfig {
             limits,
             attribution: AttributionSettings {
                 asn_db: self.attribution.asn_db,
+                watch_interval: positive(
+                    self.attribution.watch_interval,
+                    "attribution.watch_interval",
+                )?,
                 merges,
                 overrides,
                 cdn_asns: self

@@ -39,7 +39,7 @@ use tokio_util::sync::{CancellationToken, DropGuard};
 use tracing::Instrument;
 use url::{Host, Url};
 
-use crate::attribute::{AsnDbError, Attributor};
+use crate::attribute::{AsnDbError, Attributor, Reload};
 use crate::classify::{RedirectJudgement, classify_final, fingerprint, judge_redirect};
 pub use crate::config::{ConfigError, WorkerConfig, WorkerSettings};
 use crate::fetch::{ClientError, Fetcher};
@@ -77,7 +77,7 @@ struct Inner {
     resolver: Resolver,
     policy: TargetPolicy,
     fetcher: Fetcher,
-    attributor: Attributor,
+    attributor: Arc<Attributor>,
     limits: Arc<Limits>,
     _evictor: DropGuard,
 }
@@ -105,20 +105,30 @@ impl Checker {
         let resolver = Resolver::new(&settings.resolver)?;
         let policy = TargetPolicy::new(settings.allow.clone());
         let fetcher = Fetcher::new(&settings)?;
-        let attributor = Attributor::from_settings(&settings)?;
+        let attributor = Arc::new(Attributor::from_settings(&settings)?);
         let limits = Arc::new(Limits::new(&settings.limits));
 
+        // Housekeeping beside the checks: evicting idle per-address state,
+        // and reading the ASN database again when its file is replaced.
         let stop = CancellationToken::new();
         let evicting = limits.clone();
+        let watched = attributor.clone();
         let stopped = stop.clone();
         let every = settings.limits.evict_interval;
+        let look = settings.attribution.watch_interval;
         runtime.spawn(async move {
-            let mut tick = tokio::time::interval_at(Instant::now() + every, every);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut evict = tokio::time::interval_at(Instant::now() + every, every);
+            evict.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut watch = tokio::time::interval_at(Instant::now() + look, look);
+            watch.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tokio::select! {
                     () = stopped.cancelled() => break,
-                    _ = tick.tick() => evicting.evict(),
+                    _ = evict.tick() => evicting.evict(),
+                    _ = watch.tick() => {
+                        let watched = watched.clone();
+                        let _ = tokio::task::spawn_blocking(move || watched.reload(false)).await;
+                    }
                 }
             }
         });
@@ -146,6 +156,15 @@ impl Checker {
     /// status line or metrics can show.
     pub fn attributor(&self) -> &Attributor {
         &self.inner.attributor
+    }
+
+    /// Reads the ASN database file again now, changed or not (SIGHUP); the
+    /// checks in flight go on, and those that start after it use the new one.
+    pub async fn reload_asn_db(&self) -> Reload {
+        let attributor = self.inner.attributor.clone();
+        tokio::task::spawn_blocking(move || attributor.reload(true))
+            .await
+            .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
     }
 
     /// Checks one job without a baseline fingerprint.

@@ -1284,3 +1284,99 @@ async fn a_job_that_expires_while_waiting_for_its_turn_is_not_checked_and_spends
     assert!(gap < Duration::from_millis(2500), "{gap:?}");
     net.shutdown().await;
 }
+
+/// An ASN database rotated the way an operator does it (a new file moved
+/// into place) while checks run: no check fails or goes unattributed, and the
+/// checks that start after the new file was read carry its ASN.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replaced_asn_database_attributes_later_checks_and_fails_none() {
+    let net = start(hosters().url(UrlSpec::new("a.alpha", "/page.html", "Alpha"))).await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("asn.mmdb");
+    std::fs::copy(net.asn_db_path(), &db).unwrap();
+    let mut cfg = config(&net);
+    cfg.attribution.asn_db = Some(db.clone());
+    cfg.attribution.watch_interval = Duration::from_millis(50);
+    let checker = checker(cfg);
+    let page = url(&net, "a.alpha", "/page.html");
+
+    let checking = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let mut tasks = Vec::new();
+    for _ in 0..4 {
+        let (checker, page, checking, seen) = (
+            checker.clone(),
+            page.clone(),
+            checking.clone(),
+            seen.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            while checking.load(std::sync::atomic::Ordering::Relaxed) {
+                let obs = checker.check(&job(&page)).await;
+                seen.lock().unwrap().push((obs.verdict, obs.asn));
+            }
+        }));
+    }
+    let checks_so_far = || seen.lock().unwrap().len();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while checks_so_far() < 20 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    let entries = [tdmon_simnet::AsnEntry::new(
+        ALPHA,
+        64999,
+        "Alpha's New Owner",
+    )];
+    let bytes =
+        tdmon_simnet::build_asn_db_entries(tdmon_simnet::AsnDbLayout::GeoLite2Asn, &entries)
+            .unwrap();
+    let next = dir.path().join("asn.mmdb.next");
+    std::fs::write(&next, bytes).unwrap();
+    std::fs::rename(&next, &db).unwrap();
+    let rotated_at = checks_so_far();
+
+    while newly_attributed(&seen.lock().unwrap()) < 20 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    checking.store(false, std::sync::atomic::Ordering::Relaxed);
+    for task in tasks {
+        task.await.unwrap();
+    }
+
+    let seen = seen.lock().unwrap();
+    assert!(
+        rotated_at >= 20,
+        "checks ran before the rotation: {rotated_at}"
+    );
+    assert!(
+        newly_attributed(&seen) >= 20,
+        "the new database was read: {seen:?}"
+    );
+    for (verdict, asn) in seen.iter() {
+        assert_eq!(*verdict, Verdict::Online, "no check failed: {seen:?}");
+        assert!(
+            matches!(asn, Some(64501 | 64999)),
+            "every check attributed, by the old or the new database: {seen:?}"
+        );
+    }
+    // Once the new database is in use, the old one never comes back (four
+    // checks may have been in flight with the old one at the swap).
+    let first_new = seen
+        .iter()
+        .position(|(_, asn)| *asn == Some(64999))
+        .unwrap();
+    let old_after = seen[first_new..]
+        .iter()
+        .filter(|(_, asn)| *asn == Some(64501))
+        .count();
+    assert!(
+        old_after <= 4,
+        "{old_after} checks used the old database after the new one: {seen:?}"
+    );
+}
+
+/// Checks attributed by the rotated-in database.
+fn newly_attributed(seen: &[(Verdict, Option<u32>)]) -> usize {
+    seen.iter().filter(|(_, asn)| *asn == Some(64999)).count()
+}
