@@ -1,17 +1,46 @@
 //! SIGINT and SIGTERM: the first asks for a clean stop (the caller drains
-//! what is in flight), a second exits at once with status 130.
+//! what is in flight); a second exits at once with status 130, and so does
+//! the end of `shutdown.drain_timeout` with status 3. Either way what was not
+//! finished is redone: leases and unacknowledged messages come back.
+
+use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
+use crate::Exit;
+
+/// Status of a process stopped by a second signal.
+const INTERRUPTED: i32 = 130;
+
 /// Cancels `shutdown` on the first signal, saying what the stop waits for;
-/// exits the process on the second.
-pub(crate) async fn stop_on_signal(shutdown: CancellationToken, draining: &'static str) {
+/// exits the process on the second, or when draining takes longer than
+/// `drain_timeout`.
+pub(crate) async fn stop_on_signal(
+    shutdown: CancellationToken,
+    draining: &'static str,
+    drain_timeout: Duration,
+) {
     wait_for_signal().await;
     eprintln!("\ntdmon: stopping: {draining} (again to exit at once)");
+    tracing::info!(
+        drain_timeout = %tdmon_core::duration::format(drain_timeout),
+        "stopping: no new work taken, draining what is in flight"
+    );
     shutdown.cancel();
-    wait_for_signal().await;
-    eprintln!("tdmon: exiting at once; unfinished work will be redone");
-    std::process::exit(130);
+    tokio::select! {
+        () = wait_for_signal() => {
+            eprintln!("tdmon: exiting at once; unfinished work will be redone");
+            std::process::exit(INTERRUPTED);
+        }
+        () = tokio::time::sleep(drain_timeout) => {
+            eprintln!(
+                "tdmon: draining took longer than shutdown.drain_timeout ({}); exiting, \
+                 unfinished work will be redone",
+                tdmon_core::duration::format(drain_timeout)
+            );
+            std::process::exit(Exit::Failure as i32);
+        }
+    }
 }
 
 async fn wait_for_signal() {
