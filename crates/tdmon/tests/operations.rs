@@ -450,3 +450,203 @@ async fn a_running_monitor_is_scraped_fed_over_http_and_stopped_without_loss() {
     store.close().await;
     net.shutdown().await;
 }
+
+/// Every URL was applied once per stored check, and none is overdue at
+/// `watched_until`: a lost job or observation would leave its URL leased
+/// with its old due time.
+async fn assert_nothing_lost(store: &Store, url_ids: &[i64], watched_until: DateTime<Utc>) {
+    let states = store.states(url_ids).await.unwrap();
+    assert_eq!(states.len(), url_ids.len());
+    for state in states {
+        let observations = store.observations(state.subject.url_id).await.unwrap();
+        assert_eq!(
+            observations.len() as u32,
+            state.checks,
+            "{}: each check applied once",
+            state.subject.url
+        );
+        let overdue = state.next_check.filter(|next| next.at < watched_until);
+        assert!(
+            overdue.is_none(),
+            "{}: overdue since {overdue:?}",
+            state.subject.url
+        );
+    }
+}
+
+/// Waits (at most 20 s) until some observation in flight at `moment` is
+/// stored.
+async fn wait_in_flight_stored(store: &Store, url_ids: &[i64], moment: DateTime<Utc>) {
+    for _ in 0..200 {
+        if in_flight_at(store, url_ids, moment).await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the check in flight at {moment} was not stored within 20 s");
+}
+
+/// Removes the test's queues and exchanges.
+async fn delete_topology(prefix: &str) {
+    let settings = tdmon_bus_amqp::BusConfig {
+        prefix: prefix.to_owned(),
+        ..tdmon_bus_amqp::BusConfig::default()
+    }
+    .validate()
+    .unwrap();
+    let bus = tdmon_bus_amqp::AmqpBus::try_connect(settings, "ops-test")
+        .await
+        .unwrap();
+    bus.delete_topology().await.unwrap();
+    bus.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_distributed_role_stops_on_sigterm_mid_work_without_loss() {
+    let dir = tempfile::tempdir().unwrap();
+    let net = SimNet::start(
+        scenario(),
+        SimNetOptions::default().asn_db(dir.path().join("asn.mmdb")),
+    )
+    .await
+    .unwrap();
+    let schema = support::PgSchema::new("tdmon_ops");
+    let prefix = format!(
+        "tdmon-ops-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..12]
+    );
+    let store_settings = format!("url = {:?}\nschema = {:?}", schema.url, schema.name);
+    let config = write_config(
+        &net,
+        dir.path(),
+        &store_settings,
+        &format!("[bus]\nprefix = {prefix:?}\nreconnect_max = \"1s\""),
+    );
+    let http = client();
+
+    let mut dispatcher = Process::start(&config, &["dispatcher"]);
+    let mut worker = Process::start(&config, &["worker"]);
+    let mut collector = Process::start(&config, &["collector"]);
+    let api = dispatcher.http_address().await;
+    let worker_http = worker.http_address().await;
+    let collector_http = collector.http_address().await;
+    for address in [api, worker_http, collector_http] {
+        for attempt in 0.. {
+            let ready = http
+                .get(format!("http://{address}/readyz"))
+                .send()
+                .await
+                .unwrap();
+            if ready.status() == 200 {
+                break;
+            }
+            assert!(
+                attempt < 100,
+                "{address} not ready: {}",
+                ready.text().await.unwrap()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    // Notices over the dispatcher's API.
+    let answer = json(
+        http.post(format!("http://{api}/notices"))
+            .bearer_auth(TOKEN)
+            .header("content-type", "text/csv")
+            .body(notices_csv(&net))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    let url_ids: Vec<i64> = answer["added"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["url_id"].as_i64().unwrap())
+        .collect();
+    assert_eq!(url_ids.len(), 4, "{answer}");
+    let store = Store::open_with(
+        &schema.url,
+        &StoreOptions {
+            schema: Some(schema.name.clone()),
+        },
+    )
+    .await
+    .unwrap();
+
+    // The worker, stopped with a check in flight: it finishes and publishes it.
+    scrape_until(&http, worker_http, "a check in flight", |text| {
+        sample_sum(text, "tdmon_checks_in_flight", &[]) >= 1.0
+    })
+    .await;
+    let stopped_at = worker.terminate();
+    assert_eq!(worker.exit_code().await, Some(0), "{}", worker.log());
+    wait_in_flight_stored(&store, &url_ids, stopped_at).await;
+    let mut worker = Process::start(&config, &["worker"]);
+
+    // The collector, stopped while observations flow.
+    let written = scrape_until(&http, collector_http, "a batch written", |text| {
+        sample_sum(text, "tdmon_store_batch_size_count", &[]) >= 2.0
+    })
+    .await;
+    assert!(sample_sum(&written, "tdmon_observations_total", &["result=\"new\""]) >= 2.0);
+    collector.terminate();
+    assert_eq!(collector.exit_code().await, Some(0), "{}", collector.log());
+    let mut collector = Process::start(&config, &["collector"]);
+
+    // The dispatcher, stopped while it dispatches; a new one takes over.
+    let dispatched = scrape_until(&http, api, "jobs dispatched and confirmed", |text| {
+        sample_sum(
+            text,
+            "tdmon_bus_publish_confirms_total",
+            &["result=\"ack\""],
+        ) >= 4.0
+    })
+    .await;
+    assert!(sample_sum(&dispatched, "tdmon_jobs_dispatched_total", &[]) >= 4.0);
+    assert!(dispatched.contains("# TYPE tdmon_queue_jobs_waiting gauge"));
+    dispatcher.terminate();
+    assert_eq!(
+        dispatcher.exit_code().await,
+        Some(0),
+        "{}",
+        dispatcher.log()
+    );
+    let mut dispatcher = Process::start(&config, &["dispatcher"]);
+    let api = dispatcher.http_address().await;
+
+    // Every URL keeps being checked: none waits past its due time.
+    let restarted = Utc::now();
+    for attempt in 0.. {
+        let body = json(
+            http.get(format!("http://{api}/urls/{}", url_ids[1]))
+                .bearer_auth(TOKEN)
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        let checked_since = body["observations"].as_array().unwrap().iter().any(|o| {
+            let started = DateTime::parse_from_rfc3339(o["started_at"].as_str().unwrap());
+            started.unwrap() > restarted
+        });
+        if checked_since {
+            break;
+        }
+        assert!(attempt < 200, "not checked after the restarts: {body}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for process in [&worker, &collector, &dispatcher] {
+        process.terminate();
+    }
+    let watched_until = Utc::now() - chrono::TimeDelta::seconds(5);
+    for process in [&mut worker, &mut collector, &mut dispatcher] {
+        assert_eq!(process.exit_code().await, Some(0), "{}", process.log());
+    }
+    assert_nothing_lost(&store, &url_ids, watched_until).await;
+    store.close().await;
+    delete_topology(&prefix).await;
+    net.shutdown().await;
+}
