@@ -8,8 +8,9 @@
 //! become a label by mistake: no label takes a `String`.
 //!
 //! A role updates what it does (the worker its checks, the collector its
-//! writes); a family a process never touches is still exposed, at zero, so a
-//! dashboard's queries never break on a missing series.
+//! writes). Families whose labels come from a small closed set (results,
+//! kinds, limits) are exposed at zero from the start, so `rate()` sees their
+//! first increment; `tdmon_checks_total` appears with a process's first check.
 
 use std::sync::LazyLock;
 
@@ -223,6 +224,29 @@ impl Metrics {
         registry.register("events", "Events derived, by kind", events.clone());
         let urls = Family::default();
         registry.register("urls", "Monitored URLs, by phase", urls.clone());
+        zero_series(
+            &publish_confirms,
+            &["ack", "nack", "returned", "failed"],
+            |result| ResultLabel { result },
+        );
+        zero_series(
+            &observations,
+            &["new", "duplicate", "unknown_url"],
+            |result| ResultLabel { result },
+        );
+        zero_series(&events, &EVENT_KINDS, |kind| KindLabel { kind });
+        zero_series(&dns_lookups, &DNS_OUTCOMES, |kind| KindLabel { kind });
+        for source in ["http", "queue"] {
+            zero_series(&notices, &["added", "duplicate", "rejected"], |result| {
+                NoticeLabels { source, result }
+            });
+        }
+        for limit in ["check", "address"] {
+            drop(limiter_wait.get_or_create(&LimitLabel { limit }));
+        }
+        for verdict in ["online", "offline", "inconclusive"] {
+            drop(check_duration.get_or_create(&VerdictLabel { verdict }));
+        }
         Self {
             registry,
             checks,
@@ -244,6 +268,35 @@ impl Metrics {
             events,
             urls,
         }
+    }
+}
+
+/// The event kinds (`tdmon_core::EventKind`), exposed at zero from the start.
+const EVENT_KINDS: [&str; 6] = [
+    "first_online",
+    "already_offline",
+    "takedown",
+    "reappeared",
+    "hoster_changed",
+    "expired",
+];
+
+/// DNS outcomes a lookup can end with.
+const DNS_OUTCOMES: [&str; 5] = ["ok", "nxdomain", "servfail", "timeout", "no_records"];
+
+/// Creates the series of a closed label set at zero, so that `rate()` sees
+/// the first increment of each and dashboards find every series from the
+/// start.
+fn zero_series<L, M, C>(
+    family: &Family<L, M, C>,
+    values: &[&'static str],
+    label: impl Fn(&'static str) -> L,
+) where
+    L: Clone + std::hash::Hash + Eq,
+    C: prometheus_client::metrics::family::MetricConstructor<M>,
+{
+    for value in values {
+        drop(family.get_or_create(&label(value)));
     }
 }
 
@@ -308,5 +361,59 @@ mod tests {
             "{text}"
         );
         assert!(text.ends_with("# EOF\n"));
+    }
+
+    /// The metric names in `text` (`tdmon_...`), as families: without the
+    /// `_total`, `_bucket`, `_sum` and `_count` of their samples. A crate
+    /// name in a log filter (`tdmon_worker=debug`) is not one.
+    fn families_named_in(text: &str) -> std::collections::BTreeSet<String> {
+        let mut names = std::collections::BTreeSet::new();
+        for (start, _) in text.match_indices("tdmon_") {
+            let name: String = text[start..]
+                .chars()
+                .take_while(|c| c.is_ascii_lowercase() || *c == '_')
+                .collect();
+            if text[start + name.len()..].starts_with(['=', ':']) {
+                continue;
+            }
+            let family = ["_total", "_bucket", "_sum", "_count"]
+                .iter()
+                .find_map(|suffix| name.strip_suffix(suffix))
+                .unwrap_or(&name);
+            names.insert(family.to_owned());
+        }
+        names
+    }
+
+    /// The dashboard and the operations guide name only families that exist.
+    #[test]
+    fn the_dashboard_and_the_guide_name_real_families() {
+        metrics()
+            .checks
+            .get_or_create(&CheckLabels {
+                verdict: "online",
+                outcome: "served",
+            })
+            .inc();
+        metrics()
+            .urls
+            .get_or_create(&PhaseLabel { phase: "online" })
+            .set(1);
+        let exposed = encode();
+        for doc in ["grafana-dashboard.json", "OPERATIONS.md"] {
+            let path = format!("{}/../../docs/{doc}", env!("CARGO_MANIFEST_DIR"));
+            let text = std::fs::read_to_string(&path).unwrap();
+            if doc.ends_with(".json") {
+                serde_json::from_str::<serde_json::Value>(&text).expect("the dashboard is JSON");
+            }
+            let named = families_named_in(&text);
+            assert!(named.len() >= 5, "{doc} names {named:?}");
+            for family in named {
+                assert!(
+                    exposed.contains(&format!("# TYPE {family} ")),
+                    "{doc} names {family}, which tdmon does not expose"
+                );
+            }
+        }
     }
 }

@@ -10,7 +10,9 @@
 //!   valid, a file named on the command line cannot be opened or its format
 //!   is unknown, the store URL is not usable;
 //! - 3: runtime failure: reading or writing fails midway, the store or the
-//!   network fails, another monitor holds the store.
+//!   network fails, another monitor holds the store, a stop did not drain
+//!   within `shutdown.drain_timeout`;
+//! - 130: a second SIGINT or SIGTERM ended the drain (see `signals`).
 //!
 //! A command returns the status it ends with, or an error; [`exit_for`] maps
 //! every error to its status, in one place.
