@@ -77,7 +77,8 @@ pub struct Metrics {
     pub check_duration: Histograms<VerdictLabel>,
     /// Checks taken from the bus and not yet settled.
     pub checks_in_flight: Gauge,
-    /// Checks started (not counting this) per worker slot: `max_in_flight`.
+    /// Checks a worker runs at once at most (`max_in_flight`): saturation is
+    /// `checks_in_flight / check_slots`.
     pub check_slots: Gauge,
     /// Time spent waiting for tdmon's own limits, by limit.
     pub limiter_wait: Histograms<LimitLabel>,

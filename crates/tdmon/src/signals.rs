@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio_util::sync::CancellationToken;
 
 use crate::Exit;
@@ -20,7 +21,16 @@ pub(crate) async fn stop_on_signal(
     draining: &'static str,
     drain_timeout: Duration,
 ) {
-    wait_for_signal().await;
+    // Listening from the start to the end: a second signal that comes right
+    // after the first is not missed between two listeners.
+    let mut signals = match Signals::new() {
+        Ok(signals) => signals,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot listen for SIGINT and SIGTERM");
+            return;
+        }
+    };
+    signals.next().await;
     eprintln!("\ntdmon: stopping: {draining} (again to exit at once)");
     tracing::info!(
         drain_timeout = %tdmon_core::duration::format(drain_timeout),
@@ -28,7 +38,7 @@ pub(crate) async fn stop_on_signal(
     );
     shutdown.cancel();
     tokio::select! {
-        () = wait_for_signal() => {
+        () = signals.next() => {
             eprintln!("tdmon: exiting at once; unfinished work will be redone");
             std::process::exit(INTERRUPTED);
         }
@@ -43,17 +53,24 @@ pub(crate) async fn stop_on_signal(
     }
 }
 
-async fn wait_for_signal() {
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(term) => term,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot listen for SIGTERM");
-            let _ = tokio::signal::ctrl_c().await;
-            return;
+/// SIGINT and SIGTERM, each listened for once for the process's life.
+struct Signals {
+    interrupt: Signal,
+    terminate: Signal,
+}
+
+impl Signals {
+    fn new() -> std::io::Result<Self> {
+        Ok(Self {
+            interrupt: signal(SignalKind::interrupt())?,
+            terminate: signal(SignalKind::terminate())?,
+        })
+    }
+
+    async fn next(&mut self) {
+        tokio::select! {
+            _ = self.interrupt.recv() => {}
+            _ = self.terminate.recv() => {}
         }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
     }
 }

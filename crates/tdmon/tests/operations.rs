@@ -650,3 +650,80 @@ async fn each_distributed_role_stops_on_sigterm_mid_work_without_loss() {
     delete_topology(&prefix).await;
     net.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drain_past_its_bound_exits_3_a_second_signal_130_and_a_restart_redoes_the_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let net = SimNet::start(
+        scenario(),
+        SimNetOptions::default().asn_db(dir.path().join("asn.mmdb")),
+    )
+    .await
+    .unwrap();
+    let db = dir.path().join("tdmon.db");
+    let store_url = format!("sqlite://{}", db.display());
+    // The slow URL's check takes its whole 3 s timeout; the drain may take 200 ms.
+    let config = write_config(
+        &net,
+        dir.path(),
+        &format!("url = {store_url:?}"),
+        "[shutdown]\ndrain_timeout = \"200ms\"",
+    );
+    let notices = dir.path().join("notices.csv");
+    std::fs::write(&notices, notices_csv(&net)).unwrap();
+    let http = client();
+    let notices = notices.to_str().unwrap();
+
+    let mut monitor = Process::start(&config, &["run", "--notices", notices]);
+    let address = monitor.http_address().await;
+    scrape_until(&http, address, "a check in flight", |text| {
+        sample_sum(text, "tdmon_checks_in_flight", &[]) >= 1.0
+    })
+    .await;
+    monitor.terminate();
+    assert_eq!(monitor.exit_code().await, Some(3), "{}", monitor.log());
+    assert!(
+        monitor.log().contains("shutdown.drain_timeout"),
+        "{}",
+        monitor.log()
+    );
+
+    let mut monitor = Process::start(&config, &["run", "--notices", notices]);
+    let address = monitor.http_address().await;
+    scrape_until(&http, address, "a check in flight", |text| {
+        sample_sum(text, "tdmon_checks_in_flight", &[]) >= 1.0
+    })
+    .await;
+    monitor.terminate();
+    monitor.terminate();
+    assert_eq!(monitor.exit_code().await, Some(130), "{}", monitor.log());
+
+    // A run that may drain: it gives back what the interrupted ones left
+    // leased, checks on, and stops cleanly.
+    let config = write_config(&net, dir.path(), &format!("url = {store_url:?}"), "");
+    let mut monitor = Process::start(&config, &["run"]);
+    let address = monitor.http_address().await;
+    let restarted = Utc::now();
+    let store = Store::open_with(&store_url, &StoreOptions::default())
+        .await
+        .unwrap();
+    let url_ids: Vec<i64> = store
+        .all_states()
+        .await
+        .unwrap()
+        .iter()
+        .map(|s| s.subject.url_id)
+        .collect();
+    assert_eq!(url_ids.len(), 4, "the notices were stored once");
+    scrape_until(&http, address, "checks after the restart", |text| {
+        sample_sum(text, "tdmon_checks_total", &[]) >= 4.0
+    })
+    .await;
+    monitor.terminate();
+    assert_eq!(monitor.exit_code().await, Some(0), "{}", monitor.log());
+    let status = store.status(Utc::now()).await.unwrap();
+    assert_eq!(status.leased.count, 0, "every lease was given back");
+    assert_nothing_lost(&store, &url_ids, restarted).await;
+    store.close().await;
+    net.shutdown().await;
+}
