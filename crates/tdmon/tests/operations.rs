@@ -524,10 +524,12 @@ async fn each_distributed_role_stops_on_sigterm_mid_work_without_loss() {
     );
     let http = client();
 
+    // The dispatcher first: it serves HTTP once it has created the schema,
+    // which two processes creating it at once would race for.
     let mut dispatcher = Process::start(&config, &["dispatcher"]);
+    let api = dispatcher.http_address().await;
     let mut worker = Process::start(&config, &["worker"]);
     let mut collector = Process::start(&config, &["collector"]);
-    let api = dispatcher.http_address().await;
     let worker_http = worker.http_address().await;
     let collector_http = collector.http_address().await;
     for address in [api, worker_http, collector_http] {
