@@ -253,6 +253,12 @@ impl Broker {
                         Ok(confirm) => confirm.await,
                         Err(e) => Err(e),
                     };
+                    confirmed(match &confirmation {
+                        Ok(Confirmation::Ack(None)) => "ack",
+                        Ok(Confirmation::Ack(Some(_))) => "returned",
+                        Ok(Confirmation::Nack(_)) => "nack",
+                        Ok(Confirmation::NotRequested) | Err(_) => "failed",
+                    });
                     match confirmation {
                         Ok(Confirmation::Ack(None)) => {}
                         Ok(Confirmation::Ack(Some(back))) => {
@@ -522,4 +528,12 @@ pub(crate) fn broker_error(error: lapin::Error) -> BusError {
     } else {
         BusError::Unreachable(Box::new(error))
     }
+}
+
+/// Counts one publisher confirm by its result.
+fn confirmed(result: &'static str) {
+    tdmon_metrics::metrics()
+        .publish_confirms
+        .get_or_create(&tdmon_metrics::ResultLabel { result })
+        .inc();
 }

@@ -129,13 +129,20 @@ impl<B: Bus> Collector<B> {
                 ..delivery.message.clone()
             })
             .collect();
+        let metrics = tdmon_metrics::metrics();
         let applied = loop {
+            let writing = std::time::Instant::now();
             match self
                 .store
                 .apply_observations(&observations, Utc::now(), &self.rules)
                 .await
             {
-                Ok(applied) => break applied,
+                Ok(applied) => {
+                    metrics
+                        .store_write_duration
+                        .observe(writing.elapsed().as_secs_f64());
+                    break applied;
+                }
                 Err(e) if shutdown.is_cancelled() => {
                     for delivery in batch {
                         if let Err(requeue) = delivery.reject(Reject::Requeue).await {
@@ -164,6 +171,25 @@ impl<B: Bus> Collector<B> {
             } else {
                 delivery.ack().await?;
             }
+        }
+        metrics.store_batch_size.observe(observations.len() as f64);
+        for (result, count) in [
+            ("new", applied.new),
+            ("duplicate", applied.duplicates),
+            ("unknown_url", applied.unknown_url.len()),
+        ] {
+            metrics
+                .observations
+                .get_or_create(&tdmon_metrics::ResultLabel { result })
+                .inc_by(count as u64);
+        }
+        for event in &applied.events {
+            metrics
+                .events
+                .get_or_create(&tdmon_metrics::KindLabel {
+                    kind: event.kind.as_str(),
+                })
+                .inc();
         }
         Ok(Totals {
             observations: applied.new as u64,

@@ -115,6 +115,9 @@ impl<B: Bus> Intake<B> {
         };
         totals.added += added.added.len() as u64;
         totals.duplicates += added.duplicates.len() as u64;
+        tdmon_metrics::count_notices("queue", "added", added.added.len() as u64);
+        tdmon_metrics::count_notices("queue", "duplicate", added.duplicates.len() as u64);
+        tdmon_metrics::count_notices("queue", "rejected", totals.refused);
         for (index, reason) in &added.duplicates {
             tracing::info!(notice_id = ?notices[*index].notice_id, %reason, "duplicate notice acknowledged");
         }

@@ -75,6 +75,10 @@ impl<B: Bus> Dispatcher<B> {
     /// publish jobs for the hosts under their rate, give the rest back.
     pub async fn tick(&self) -> Result<Tick, DispatchError> {
         let waiting = self.bus.jobs_waiting().await?;
+        let metrics = tdmon_metrics::metrics();
+        metrics
+            .jobs_waiting
+            .set(i64::try_from(waiting).unwrap_or(i64::MAX));
         let room = self.settings.high_water.saturating_sub(waiting);
         if room == 0 {
             return Ok(Tick {
@@ -120,6 +124,8 @@ impl<B: Bus> Dispatcher<B> {
         if dispatched > 0 {
             self.bus.publish_jobs(jobs).await?;
         }
+        metrics.jobs_dispatched.inc_by(dispatched as u64);
+        metrics.jobs_held_back.inc_by(held_back.len() as u64);
         Ok(Tick {
             dispatched,
             held_back: held_back.len(),

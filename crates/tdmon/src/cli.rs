@@ -23,8 +23,26 @@ pub struct Cli {
     #[arg(long = "set", global = true, value_name = "KEY=VALUE")]
     pub overrides: Vec<String>,
 
+    /// How to write logs to stderr: for people, or one JSON object per line.
+    #[arg(
+        long,
+        global = true,
+        env = "TDMON_LOG_FORMAT",
+        value_enum,
+        default_value_t = LogFormat::Human
+    )]
+    pub log_format: LogFormat,
+
     #[command(subcommand)]
     pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// One readable line per record (colored on a terminal).
+    Human,
+    /// One JSON object per line: timestamp, level, target, fields.
+    Json,
 }
 
 #[derive(Debug, Subcommand)]

@@ -16,19 +16,22 @@ use tdmon_core::config::{self as layers, Measurement, MeasurementConfig};
 use tdmon_core::notice::NoticeRules;
 use tdmon_core::url::mask_url;
 use tdmon_dispatcher::{DispatcherConfig, DispatcherSettings};
+use tdmon_http::{HttpConfig, HttpSettings};
 use tdmon_worker::config::{WorkerConfig, WorkerSettings};
 use toml::{Table, Value};
 
 /// Top-level keys of the measurement settings; every other top-level key is a
 /// table owned by one part, listed in `from_tree`. Anything else is refused.
 const MEASUREMENT_KEYS: [&str; 4] = ["schedule", "confirmation", "norms", "verdicts"];
-const SECTION_KEYS: [&str; 6] = [
+const SECTION_KEYS: [&str; 8] = [
     "notices",
     "store",
     "bus",
     "dispatcher",
     "collector",
     "worker",
+    "http",
+    "shutdown",
 ];
 
 /// The `[store]` table.
@@ -51,6 +54,25 @@ impl Default for StoreConfig {
     }
 }
 
+/// The `[shutdown]` table.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct ShutdownConfig {
+    /// After SIGTERM or SIGINT, how long the process may drain what is in
+    /// flight; past it, it exits at once with status 3 (what it did not
+    /// finish is redone: leases and unacknowledged messages come back).
+    #[serde(with = "tdmon_core::duration")]
+    pub(crate) drain_timeout: std::time::Duration,
+}
+
+impl Default for ShutdownConfig {
+    fn default() -> Self {
+        Self {
+            drain_timeout: std::time::Duration::from_secs(60),
+        }
+    }
+}
+
 /// The validated configuration.
 #[derive(Debug, Clone)]
 pub(crate) struct Config {
@@ -62,6 +84,9 @@ pub(crate) struct Config {
     pub(crate) dispatcher: DispatcherSettings,
     pub(crate) collector: CollectorConfig,
     pub(crate) worker: WorkerSettings,
+    /// `/healthz`, `/readyz`, `/metrics` and the API.
+    pub(crate) http: HttpSettings,
+    pub(crate) shutdown: ShutdownConfig,
     /// The settings after layering, with defaults filled in and secrets
     /// masked: what `tdmon config show` prints.
     pub(crate) effective: Table,
@@ -129,6 +154,14 @@ fn from_tree(mut tree: Table) -> anyhow::Result<Config> {
     let dispatcher: DispatcherConfig = section(&mut tree, "dispatcher", &mut effective)?;
     let collector: CollectorConfig = section(&mut tree, "collector", &mut effective)?;
     let worker: WorkerConfig = section(&mut tree, "worker", &mut effective)?;
+    let http: HttpConfig = section(&mut tree, "http", &mut effective)?;
+    let shutdown: ShutdownConfig = section(&mut tree, "shutdown", &mut effective)?;
+    if !http.token.is_empty() {
+        effective["http"]["token"] = Value::String("***".to_owned());
+    }
+    if shutdown.drain_timeout.is_zero() {
+        bail!("shutdown.drain_timeout must be greater than zero");
+    }
     let measurement = MeasurementConfig::deserialize(Value::Table(tree))?;
     let mut shown = Table::try_from(&measurement).context("cannot show the settings")?;
     shown.extend(effective);
@@ -153,6 +186,8 @@ fn from_tree(mut tree: Table) -> anyhow::Result<Config> {
         dispatcher: dispatcher.validate().context("in [dispatcher]")?,
         collector: collector.validate().context("in [collector]")?,
         worker: worker.validate().context("in [worker]")?,
+        http: http.validate().context("in [http]")?,
+        shutdown,
         store,
         effective: shown,
     })
@@ -307,6 +342,17 @@ mod tests {
             format!("{err:#}").contains("bus.delivery_limit: must be at least 1"),
             "{err:#}"
         );
+    }
+
+    #[test]
+    fn the_api_token_is_never_shown() {
+        let env = [("TDMON_HTTP__TOKEN", "s3cret-token-of-the-api")];
+        let config = load_text("[http]\nlisten = \"127.0.0.1:0\"\n", &env, &[]).unwrap();
+        assert_eq!(config.http.listen, Some("127.0.0.1:0".parse().unwrap()));
+        let shown = toml::to_string(&config.effective).unwrap();
+        assert!(!shown.contains("s3cret"), "{shown}");
+        assert!(shown.contains("token = \"***\""), "{shown}");
+        assert!(!format!("{config:?}").contains("s3cret"));
     }
 
     #[test]

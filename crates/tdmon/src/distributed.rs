@@ -21,13 +21,15 @@
 //! and settles what it holds, and closes the bus; what it had not taken the
 //! broker delivers to another process.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use anyhow::Context as _;
+use tdmon_bus::Bus as _;
 use tdmon_bus_amqp::AmqpBus;
 use tdmon_collector::Collector;
 use tdmon_dispatcher::{Dispatcher, Intake};
+use tdmon_http::{Api, Parts, Probe, Serving};
 use tdmon_store::{MonitorLock, Store, StoreError};
 use tdmon_worker::Checker;
 use tokio_util::sync::CancellationToken;
@@ -42,7 +44,17 @@ pub(crate) const STANDBY_POLL: Duration = Duration::from_secs(1);
 /// store's dispatch lock.
 pub(crate) async fn dispatcher(config: &Config, shutdown: CancellationToken) -> anyhow::Result<()> {
     let store = crate::commands::run::open(&config.store.url, config).await?;
-    let Some(bus) = connect(config, "dispatcher", &shutdown).await? else {
+    let broker = Arc::new(OnceLock::new());
+    let parts = Parts {
+        probes: vec![
+            ("store", tdmon_http::store_probe(store.clone())),
+            ("broker", broker_probe(&broker)),
+        ],
+        api: Some(Api::new(store.clone(), config.notices.clone())),
+        phases_from: Some(store.clone()),
+    };
+    let http = serve_http(config, parts, &shutdown).await?;
+    let Some(bus) = connect(config, "dispatcher", &shutdown, &broker).await? else {
         return Ok(());
     };
     let intake = Intake::new(
@@ -92,6 +104,9 @@ pub(crate) async fn dispatcher(config: &Config, shutdown: CancellationToken) -> 
         refused = totals.refused,
         "notice intake stopped"
     );
+    if let Some(http) = http {
+        http.stopped().await;
+    }
     bus.close().await;
     store.close().await;
     Ok(())
@@ -133,12 +148,22 @@ pub(crate) async fn worker(config: &Config, shutdown: CancellationToken) -> anyh
             .context("cannot start the worker")?,
     );
     crate::signals::reload_asn_db_on_hangup(Checker::clone(&checker));
-    let Some(bus) = connect(config, "worker", &shutdown).await? else {
+    let broker = Arc::new(OnceLock::new());
+    let parts = Parts {
+        probes: vec![("broker", broker_probe(&broker))],
+        api: None,
+        phases_from: None,
+    };
+    let http = serve_http(config, parts, &shutdown).await?;
+    let Some(bus) = connect(config, "worker", &shutdown, &broker).await? else {
         return Ok(());
     };
     let stop = stop_consuming_on(&bus, &shutdown);
     let ran = tdmon_worker::run(checker, Arc::clone(&bus), shutdown).await;
     stop.await?;
+    if let Some(http) = http {
+        http.stopped().await;
+    }
     bus.close().await;
     ran.context("the worker failed")
 }
@@ -146,7 +171,17 @@ pub(crate) async fn worker(config: &Config, shutdown: CancellationToken) -> anyh
 /// A collector process.
 pub(crate) async fn collector(config: &Config, shutdown: CancellationToken) -> anyhow::Result<()> {
     let store = crate::commands::run::open(&config.store.url, config).await?;
-    let Some(bus) = connect(config, "collector", &shutdown).await? else {
+    let broker = Arc::new(OnceLock::new());
+    let parts = Parts {
+        probes: vec![
+            ("store", tdmon_http::store_probe(store.clone())),
+            ("broker", broker_probe(&broker)),
+        ],
+        api: None,
+        phases_from: None,
+    };
+    let http = serve_http(config, parts, &shutdown).await?;
+    let Some(bus) = connect(config, "collector", &shutdown, &broker).await? else {
         return Ok(());
     };
     let stop = stop_consuming_on(&bus, &shutdown);
@@ -159,6 +194,9 @@ pub(crate) async fn collector(config: &Config, shutdown: CancellationToken) -> a
     );
     let ran = collector.run(shutdown, None).await;
     stop.await?;
+    if let Some(http) = http {
+        http.stopped().await;
+    }
     bus.close().await;
     store.close().await;
     ran.context("the collector failed")
@@ -170,15 +208,45 @@ async fn connect(
     config: &Config,
     role: &str,
     shutdown: &CancellationToken,
+    connected: &OnceLock<Arc<AmqpBus>>,
 ) -> anyhow::Result<Option<Arc<AmqpBus>>> {
     tokio::select! {
         () = shutdown.cancelled() => Ok(None),
         bus = AmqpBus::connect(config.bus.clone(), role) => {
-            let bus = bus.context("cannot set up the RabbitMQ topology")?;
+            let bus = Arc::new(bus.context("cannot set up the RabbitMQ topology")?);
             tracing::info!(connection = bus.connection_name(), "connected to the broker");
-            Ok(Some(Arc::new(bus)))
+            let _ = connected.set(Arc::clone(&bus));
+            Ok(Some(bus))
         }
     }
+}
+
+/// Serves HTTP for this process when `http.listen` is set, until `stop`.
+pub(crate) async fn serve_http(
+    config: &Config,
+    parts: Parts,
+    stop: &CancellationToken,
+) -> anyhow::Result<Option<Serving>> {
+    Ok(tdmon_http::serve(&config.http, parts, stop.clone()).await?)
+}
+
+/// Readiness of the broker: not before the first connection, then one
+/// passive declaration of the checks queue (a round trip to the broker).
+fn broker_probe(connected: &Arc<OnceLock<Arc<AmqpBus>>>) -> Probe {
+    let connected = Arc::clone(connected);
+    Arc::new(move || {
+        let bus = connected.get().cloned();
+        Box::pin(async move {
+            match bus {
+                None => Err("connecting".to_owned()),
+                Some(bus) => bus
+                    .jobs_waiting()
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| tdmon_core::error_chain(&e)),
+            }
+        })
+    })
 }
 
 /// Stops the bus's consumption at shutdown: every `next_*` then returns, so

@@ -10,7 +10,9 @@
 //!   valid, a file named on the command line cannot be opened or its format
 //!   is unknown, the store URL is not usable;
 //! - 3: runtime failure: reading or writing fails midway, the store or the
-//!   network fails, another monitor holds the store.
+//!   network fails, another monitor holds the store, a stop did not drain
+//!   within `shutdown.drain_timeout`;
+//! - 130: a second SIGINT or SIGTERM ended the drain (see `signals`).
 //!
 //! A command returns the status it ends with, or an error; [`exit_for`] maps
 //! every error to its status, in one place.
@@ -27,7 +29,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use crate::cli::{Cli, Command};
+use crate::cli::{Cli, Command, LogFormat};
 use crate::commands::roles::Role;
 
 /// The documented exit codes.
@@ -82,18 +84,22 @@ fn main() -> ExitCode {
     let level = match cli.command {
         Command::Dispatcher | Command::Worker | Command::Collector => {
             "warn,tdmon=info,tdmon_dispatcher=info,tdmon_worker=info,tdmon_collector=info,\
-             tdmon_bus_amqp=info,tdmon_store=info"
+             tdmon_bus_amqp=info,tdmon_store=info,tdmon_http=info"
         }
+        Command::Run(_) => "warn,tdmon_http=info",
         _ => "warn",
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("TDMON_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level)),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    let filter = tracing_subscriber::EnvFilter::try_from_env("TDMON_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match cli.log_format {
+        LogFormat::Human => logs
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+        LogFormat::Json => logs.json().flatten_event(true).init(),
+    }
 
     let config = match config::load(cli.config.as_deref(), std::env::vars(), &cli.overrides) {
         Ok(config) => config,

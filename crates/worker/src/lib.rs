@@ -201,7 +201,10 @@ impl Checker {
         let admitted = if job.expires_at <= started_at {
             Err(NotAdmitted::Expired)
         } else {
-            inner.limits.start_check(expiry).await
+            let waiting = Instant::now();
+            let admitted = inner.limits.start_check(expiry).await;
+            observe_wait("check", waiting);
+            admitted
         };
         let outcome = match admitted {
             Err(not_admitted) => not_admitted_outcome(not_admitted),
@@ -232,6 +235,27 @@ impl Checker {
         let attribution = attributed.map(|ip| inner.attributor.attribute(ip));
         let verdict = inner.verdicts.verdict(outcome);
         tracing::debug!(%outcome, %verdict, "checked");
+        let metrics = tdmon_metrics::metrics();
+        metrics
+            .checks
+            .get_or_create(&tdmon_metrics::CheckLabels {
+                verdict: verdict.as_str(),
+                outcome: outcome.as_str(),
+            })
+            .inc();
+        metrics
+            .check_duration
+            .get_or_create(&tdmon_metrics::VerdictLabel {
+                verdict: verdict.as_str(),
+            })
+            .observe(took.as_secs_f64());
+        if attributed.is_some()
+            && attribution
+                .as_ref()
+                .is_none_or(|a| a.asn.is_none() && a.hoster.is_none())
+        {
+            metrics.unattributed.inc();
+        }
         Observation {
             schema: SchemaV1,
             job_id: job.job_id,
@@ -322,7 +346,10 @@ impl Checker {
 
             // Waiting for our own limits is bounded by the job's expiry, not
             // charged to the network time.
-            let _address = match inner.limits.admit(ip, expiry).await {
+            let waiting = Instant::now();
+            let admitted_address = inner.limits.admit(ip, expiry).await;
+            observe_wait("address", waiting);
+            let _address = match admitted_address {
                 Ok(permit) => permit,
                 Err(not_admitted) => return not_admitted_outcome(not_admitted),
             };
@@ -428,4 +455,12 @@ impl NetworkTime {
 /// it must not count as an inconclusive check of the content.
 fn not_admitted_outcome(_: NotAdmitted) -> Outcome {
     Outcome::NotChecked
+}
+
+/// Records how long a check waited for one of tdmon's own limits.
+fn observe_wait(limit: &'static str, since: Instant) {
+    tdmon_metrics::metrics()
+        .limiter_wait
+        .get_or_create(&tdmon_metrics::LimitLabel { limit })
+        .observe(since.elapsed().as_secs_f64());
 }

@@ -110,6 +110,26 @@ impl Resolver {
         } else {
             format!("{host}.")
         };
+        let started = tokio::time::Instant::now();
+        let found = self.lookup_within_bound(name).await;
+        let metrics = tdmon_metrics::metrics();
+        metrics
+            .dns_lookup_duration
+            .observe(started.elapsed().as_secs_f64());
+        let outcome = match &found {
+            Ok(_) => DnsOutcome::Ok,
+            Err(outcome) => *outcome,
+        };
+        metrics
+            .dns_lookups
+            .get_or_create(&tdmon_metrics::KindLabel {
+                kind: dns_outcome_name(outcome),
+            })
+            .inc();
+        found
+    }
+
+    async fn lookup_within_bound(&self, name: String) -> Result<Vec<IpAddr>, DnsOutcome> {
         match tokio::time::timeout(self.bound, self.inner.lookup_ip(name)).await {
             Err(_elapsed) => Err(DnsOutcome::Timeout),
             Ok(Err(e)) => Err(dns_outcome(&e)),
@@ -127,6 +147,18 @@ impl Resolver {
                 }
             }
         }
+    }
+}
+
+/// The metric label of a DNS outcome (its name in messages).
+fn dns_outcome_name(outcome: DnsOutcome) -> &'static str {
+    match outcome {
+        DnsOutcome::Ok => "ok",
+        DnsOutcome::Nxdomain => "nxdomain",
+        DnsOutcome::Servfail => "servfail",
+        DnsOutcome::Timeout => "timeout",
+        DnsOutcome::NoRecords => "no_records",
+        DnsOutcome::RefusedByPolicy => "refused_by_policy",
     }
 }
 

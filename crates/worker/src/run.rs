@@ -27,6 +27,9 @@ pub async fn run<B: Bus>(
     shutdown: CancellationToken,
 ) -> Result<(), BusError> {
     let slots = Arc::new(Semaphore::new(checker.settings().max_in_flight()));
+    tdmon_metrics::metrics()
+        .check_slots
+        .set(i64::try_from(checker.settings().max_in_flight()).unwrap_or(i64::MAX));
     let checks = TaskTracker::new();
     loop {
         let slot = tokio::select! {
@@ -52,6 +55,8 @@ pub async fn run<B: Bus>(
         }
         let checker = Arc::clone(&checker);
         let bus = Arc::clone(&bus);
+        let in_flight = &tdmon_metrics::metrics().checks_in_flight;
+        in_flight.inc();
         checks.spawn(async move {
             let job = &delivery.message;
             let observation = checker
@@ -68,6 +73,7 @@ pub async fn run<B: Bus>(
                 tracing::error!(error = %e, "cannot settle a job; its lease will bring it back");
             }
             drop(slot);
+            in_flight.dec();
         });
     }
     checks.close();

@@ -23,6 +23,7 @@ pub(crate) fn run(role: Role, config: &Config) -> anyhow::Result<Exit> {
         tokio::spawn(crate::signals::stop_on_signal(
             shutdown.clone(),
             "finishing and settling what this process holds",
+            config.shutdown.drain_timeout,
         ));
         match role {
             Role::Dispatcher => crate::distributed::dispatcher(config, shutdown).await?,

@@ -35,7 +35,14 @@ pub(crate) fn run(args: RunArgs, config: &Config) -> anyhow::Result<Exit> {
         tokio::spawn(crate::signals::stop_on_signal(
             shutdown.clone(),
             "finishing the checks in flight",
+            config.shutdown.drain_timeout,
         ));
+        let parts = tdmon_http::Parts {
+            probes: vec![("store", tdmon_http::store_probe(store.clone()))],
+            api: Some(tdmon_http::Api::new(store.clone(), config.notices.clone())),
+            phases_from: Some(store.clone()),
+        };
+        let http = crate::distributed::serve_http(config, parts, &shutdown).await?;
         let (totals, watch_totals) = watch::channel(Totals::default());
         let progress = std::io::stderr()
             .is_terminal()
@@ -51,6 +58,9 @@ pub(crate) fn run(args: RunArgs, config: &Config) -> anyhow::Result<Exit> {
         shutdown.cancel();
         if let Some(progress) = progress {
             let _ = progress.await;
+        }
+        if let Some(http) = http {
+            http.stopped().await;
         }
         result?;
         let reopened = open(&url, config).await?;
