@@ -126,12 +126,18 @@ impl PgStore {
             .await
             .map_err(|e| open_error(e.into()))?;
         if let Some(schema) = schema {
-            sqlx::query(AssertSqlSafe(format!(
+            let created = sqlx::query(AssertSqlSafe(format!(
                 "CREATE SCHEMA IF NOT EXISTS {schema}"
             )))
             .execute(&pool)
-            .await
-            .map_err(|e| open_error(e.into()))?;
+            .await;
+            // Two roles creating one new schema at once: `IF NOT EXISTS` does
+            // not hold between them, and the loser's insert into the catalog
+            // fails as a duplicate. The schema is there either way.
+            match created {
+                Err(e) if !created_by_another(&e) => return Err(open_error(e.into())),
+                _ => {}
+            }
         }
         MIGRATOR.run(&pool).await.map_err(StoreError::migrate)?;
         Ok(Self {
@@ -331,6 +337,16 @@ fn counter_shard() -> i32 {
 }
 
 impl_store!(PgStore);
+
+/// The error of a `CREATE SCHEMA IF NOT EXISTS` that another session's
+/// concurrent one beat: a unique violation in the catalog, or the schema
+/// already there.
+fn created_by_another(error: &sqlx::Error) -> bool {
+    error
+        .as_database_error()
+        .and_then(|e| e.code())
+        .is_some_and(|code| code == "23505" || code == "42P06")
+}
 
 #[cfg(test)]
 mod tests {

@@ -83,24 +83,53 @@ fn json_opt(row: &DbRow, column: &str, what: &str) -> Result<Option<Value>, Stor
         .transpose()
 }
 
-/// Applies the migrations. SQLite gives sqlx no lock to hold while it
-/// migrates, so two processes opening a new file at once (`tdmon run` and
-/// `tdmon status`, say) race, and the one that loses fails on the other's
-/// work (a table or a migration row already there); it tries again, and then
-/// finds the migrations applied. A genuine error fails every attempt.
-async fn migrate(writer: &SqlitePool) -> Result<(), StoreError> {
-    const ATTEMPTS: u32 = 5;
+/// The writer's pool, migrated. Processes that open one new file at once
+/// (`tdmon run` and a `tdmon status` beside it) race twice: switching the
+/// file to WAL needs it to itself, and SQLite answers "database is locked"
+/// at once rather than waiting; and sqlx holds no lock while it migrates
+/// SQLite, so the loser fails on the winner's work (a table or a migration
+/// row already there). The loser tries again, and then finds the file set up
+/// and the migrations applied. A genuine error fails every attempt.
+async fn open_writer(
+    options: SqliteConnectOptions,
+    open_error: impl Fn(OpenError) -> StoreError,
+) -> Result<SqlitePool, StoreError> {
+    const ATTEMPTS: u32 = 8;
     let mut attempt = 1;
     loop {
-        match MIGRATOR.run(writer).await {
-            Ok(()) => return Ok(()),
-            Err(e) if attempt == ATTEMPTS => return Err(StoreError::migrate(e)),
-            Err(_) => {
-                tokio::time::sleep(Duration::from_millis(100) * attempt).await;
-                attempt += 1;
+        let last = attempt == ATTEMPTS;
+        let pause = Duration::from_millis(50) * attempt;
+        attempt += 1;
+        let writer = match SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options.clone())
+            .await
+        {
+            Ok(writer) => writer,
+            Err(e) if !last && is_busy(&e) => {
+                tokio::time::sleep(pause).await;
+                continue;
             }
+            Err(e) => return Err(open_error(e.into())),
+        };
+        match MIGRATOR.run(&writer).await {
+            Ok(()) => return Ok(writer),
+            Err(_) if !last => {
+                writer.close().await;
+                tokio::time::sleep(pause).await;
+            }
+            Err(e) => return Err(StoreError::migrate(e)),
         }
     }
+}
+
+/// SQLITE_BUSY or SQLITE_LOCKED, in any of their extended forms.
+fn is_busy(error: &sqlx::Error) -> bool {
+    error
+        .as_database_error()
+        .and_then(|e| e.code())
+        .and_then(|code| code.parse::<i32>().ok())
+        .is_some_and(|code| matches!(code & 0xff, 5 | 6))
 }
 
 #[derive(Clone)]
@@ -132,12 +161,7 @@ impl SqliteStore {
             // checkpoint threshold (1,000), so nearly every commit paid for a
             // checkpoint; let the WAL grow to about 40 MB between them.
             .pragma("wal_autocheckpoint", WAL_AUTOCHECKPOINT_PAGES.to_string());
-        let writer = SqlitePoolOptions::new()
-            .max_connections(1)
-            .connect_with(writer_options)
-            .await
-            .map_err(|e| open_error(e.into()))?;
-        migrate(&writer).await?;
+        let writer = open_writer(writer_options, &open_error).await?;
 
         let in_memory = url.contains(":memory:") || url.contains("mode=memory");
         let reader = if in_memory {

@@ -986,3 +986,44 @@ async fn a_new_sqlite_file_opened_by_several_at_once_is_migrated_once() {
         }
     }
 }
+
+/// Roles that open one new PostgreSQL schema at once (a compose file starting
+/// them together) all get it, migrated once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_postgres_schema_opened_by_several_at_once_is_created_once() {
+    let url = std::env::var("TDMON_TEST_POSTGRES")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    if url == "off" {
+        return;
+    }
+    let schema = format!("tdmon_test_{}", Uuid::new_v4().simple());
+    let opening: Vec<_> = (0..4)
+        .map(|_| {
+            let (url, schema) = (url.clone(), schema.clone());
+            tokio::spawn(async move {
+                let options = tdmon_store::StoreOptions {
+                    schema: Some(schema),
+                };
+                tdmon_store::Store::open_with(&url, &options).await
+            })
+        })
+        .collect();
+    let mut opened = Vec::new();
+    let mut failed = Vec::new();
+    for open in opening {
+        match open.await.unwrap() {
+            Ok(store) => opened.push(store),
+            Err(e) => failed.push(tdmon_core::error_chain(&e)),
+        }
+    }
+    for store in &opened {
+        assert_eq!(store.status(Utc::now()).await.unwrap().observations, 0);
+    }
+    if let Some(store) = opened.first() {
+        store.drop_schema().await.unwrap();
+    }
+    for store in opened {
+        store.close().await;
+    }
+    assert!(failed.is_empty(), "{failed:?}");
+}
