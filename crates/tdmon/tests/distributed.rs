@@ -422,6 +422,19 @@ impl Cluster {
         }
     }
 
+    /// Asserts that every live member whose name starts with `role` logged
+    /// `line` at least `times` times: the fault did reach it.
+    fn assert_logged(&self, role: &str, line: &str, times: usize) {
+        for member in self.members.iter().filter(|m| m.name.starts_with(role)) {
+            let log = member.log();
+            assert!(
+                log.matches(line).count() >= times,
+                "{}: {line:?} not {times} times:\n{log}",
+                member.name
+            );
+        }
+    }
+
     fn logs(&self) -> String {
         self.members
             .iter()
@@ -799,6 +812,100 @@ async fn a_standby_dispatcher_takes_over_without_resetting_leases() {
         );
     }
     cluster.wait_until_done();
+    cluster.stop();
+    cluster.verify().await;
+}
+
+/// Runs `command` until it succeeds, for at most `within`.
+fn wait_for_service(what: &str, within: Duration, command: &[&str]) {
+    let deadline = Instant::now() + within;
+    loop {
+        let answered = Command::new(command[0])
+            .args(&command[1..])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if answered {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{what} did not come back");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Runs `command`, which must succeed.
+fn run_admin(command: &[&str]) {
+    let output = Command::new(command[0])
+        .args(&command[1..])
+        .output()
+        .unwrap_or_else(|e| panic!("{command:?}: {e}"));
+    assert!(
+        output.status.success(),
+        "{command:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// Brings the broker back however the test ends: other tests need it.
+struct BrokerStopped;
+
+impl Drop for BrokerStopped {
+    fn drop(&mut self) {
+        let _ = Command::new("rabbitmqctl").arg("start_app").status();
+        wait_for_service(
+            "RabbitMQ",
+            Duration::from_secs(60),
+            &["rabbitmq-diagnostics", "-q", "check_port_connectivity"],
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn service_restart_of_the_broker_loses_nothing() {
+    let mut cluster = Cluster::start(&[("dispatcher", 1), ("worker", 3), ("collector", 1)]).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let stopped = BrokerStopped;
+    run_admin(&["rabbitmqctl", "stop_app"]);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    run_admin(&["rabbitmqctl", "start_app"]);
+    drop(stopped);
+    cluster.wait_until_done();
+    cluster.assert_logged("", "connected to the broker again", 1);
+    cluster.stop();
+    cluster.verify().await;
+}
+
+/// The PostgreSQL cluster's version directory (`/etc/postgresql/<version>`).
+fn postgres_version() -> String {
+    let mut versions: Vec<String> = std::fs::read_dir("/etc/postgresql")
+        .expect("a PostgreSQL cluster of this machine's")
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    versions.sort();
+    versions.pop().expect("a PostgreSQL version")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn service_restart_of_the_database_loses_nothing() {
+    let mut cluster = Cluster::start(&[("dispatcher", 1), ("worker", 3), ("collector", 1)]).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let version = postgres_version();
+    run_admin(&[
+        "pg_ctlcluster",
+        "--skip-systemctl-redirect",
+        &version,
+        "main",
+        "restart",
+    ]);
+    wait_for_service(
+        "PostgreSQL",
+        Duration::from_secs(60),
+        &["pg_isready", "-h", "127.0.0.1", "-p", "5432", "-q"],
+    );
+    cluster.wait_until_done();
+    cluster.assert_logged("dispatcher", "lost the dispatch lock", 1);
+    cluster.assert_logged("dispatcher", "active:", 2);
     cluster.stop();
     cluster.verify().await;
 }
