@@ -257,6 +257,20 @@ impl Cluster {
     /// Starts the network and `roles` (role, count), waits until each member
     /// is ready, then hands the notices to the intake queue.
     async fn start(roles: &[(&str, usize)]) -> Cluster {
+        let mut cluster = Cluster::new().await;
+        for (role, count) in roles {
+            for _ in 0..*count {
+                let member = cluster.spawn(role);
+                // One at a time: the first dispatcher is the active one.
+                cluster.wait_for_log(member, ready_lines(role), START_PATIENCE);
+            }
+        }
+        cluster.notify().await;
+        cluster
+    }
+
+    /// The network, a schema and a bus prefix, with no member yet.
+    async fn new() -> Cluster {
         let dir = tempfile::tempdir().unwrap();
         let net = SimNet::start(
             scenario(),
@@ -270,27 +284,24 @@ impl Cluster {
             &uuid::Uuid::new_v4().simple().to_string()[..12]
         );
         let config = write_config(&net, dir.path(), &schema, &prefix);
-        let mut cluster = Cluster {
+        Cluster {
             net,
             schema,
             prefix,
             config,
             members: Vec::new(),
             dir,
-        };
-        for (role, count) in roles {
-            for _ in 0..*count {
-                let member = cluster.spawn(role);
-                // One at a time: the first dispatcher is the active one.
-                cluster.wait_for_log(member, ready_lines(role), START_PATIENCE);
-            }
         }
-        cluster.notify().await;
-        cluster
     }
 
     /// Starts one more member; its index.
     fn spawn(&mut self, role: &str) -> usize {
+        self.spawn_with(role, &[])
+    }
+
+    /// Starts one more member with `settings` (`--set` arguments) on top of
+    /// the configuration file; its index.
+    fn spawn_with(&mut self, role: &str, settings: &[&str]) -> usize {
         let n = self
             .members
             .iter()
@@ -302,6 +313,7 @@ impl Cluster {
         let child = support::tdmon()
             .arg("--config")
             .arg(&self.config)
+            .args(settings.iter().flat_map(|s| ["--set", s]))
             .arg(role)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -908,4 +920,203 @@ async fn service_restart_of_the_database_loses_nothing() {
     cluster.assert_logged("dispatcher", "active:", 2);
     cluster.stop();
     cluster.verify().await;
+}
+
+/// Messages ready in each queue of `prefix`.
+fn queue_lengths(prefix: &str) -> HashMap<String, u64> {
+    let output = Command::new("rabbitmqctl")
+        .args([
+            "-q",
+            "--no-table-headers",
+            "list_queues",
+            "name",
+            "messages",
+        ])
+        .output()
+        .expect("rabbitmqctl runs");
+    assert!(output.status.success(), "rabbitmqctl list_queues");
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|line| {
+            let (name, count) = line.split_once('\t')?;
+            let name = name.trim().strip_prefix(prefix)?.strip_prefix('.')?;
+            Some((name.to_owned(), count.trim().parse().ok()?))
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_that_keeps_killing_its_worker_process_is_parked() {
+    let mut cluster = Cluster::new().await;
+    let slow = cluster
+        .net
+        .urls()
+        .into_iter()
+        .find(|url| url.ends_with("/p/8.html"))
+        .unwrap();
+    let now = Utc::now();
+    let poison = tdmon_core::CheckJob {
+        schema: tdmon_core::message::SchemaV1,
+        job_id: uuid::Uuid::now_v7(),
+        url_id: 1,
+        url: slow,
+        purpose: tdmon_core::Purpose::Scheduled,
+        due_at: now,
+        expires_at: now + TimeDelta::minutes(5),
+        baseline: None,
+    };
+    let bus = AmqpBus::try_connect(bus_settings(&cluster.prefix), "test")
+        .await
+        .unwrap();
+    bus.publish_jobs(vec![poison]).await.unwrap();
+    bus.close().await;
+    // Each worker takes the job and dies with it: the broker hands it to
+    // the next, until the delivery limit parks it.
+    for _ in 0..=DELIVERY_LIMIT {
+        let worker = cluster.spawn("worker");
+        let pid = cluster.members[worker].child.id();
+        let deadline = Instant::now() + START_PATIENCE;
+        while unacknowledged_by_pid()
+            .get(&pid)
+            .copied()
+            .unwrap_or_default()
+            == 0
+        {
+            assert!(
+                Instant::now() < deadline,
+                "{} never took the job:\n{}",
+                cluster.members[worker].name,
+                cluster.members[worker].log()
+            );
+        }
+        cluster.kill(worker);
+    }
+    let deadline = Instant::now() + START_PATIENCE;
+    loop {
+        let lengths = queue_lengths(&cluster.prefix);
+        if lengths.get("checks.dead") == Some(&1) {
+            assert_eq!(lengths.get("checks"), Some(&0), "{lengths:?}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "not parked: {lengths:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malformed_notice_is_dead_lettered_with_its_reason_and_the_rest_flow_on() {
+    let mut cluster = Cluster::new().await;
+    let dispatcher = cluster.spawn("dispatcher");
+    cluster.wait_for_log(dispatcher, ready_lines("dispatcher"), START_PATIENCE);
+    let topology = tdmon_bus_amqp::Topology::new(&cluster.prefix);
+    let admin = lapin::Connection::connect(
+        "amqp://guest:guest@127.0.0.1:5672/%2f",
+        lapin::ConnectionProperties::default(),
+    )
+    .await
+    .unwrap();
+    let channel = admin.create_channel().await.unwrap();
+    channel
+        .confirm_select(lapin::options::ConfirmSelectOptions::default())
+        .await
+        .unwrap();
+    let confirm = channel
+        .basic_publish(
+            "".into(),
+            topology.notices().into(),
+            lapin::options::BasicPublishOptions {
+                mandatory: true,
+                immediate: false,
+            },
+            b"{\"url\": ",
+            lapin::BasicProperties::default().with_delivery_mode(2),
+        )
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    assert_eq!(confirm, lapin::Confirmation::Ack(None));
+    cluster.notify().await;
+
+    let urls = cluster.net.urls().len().to_string();
+    let deadline = Instant::now() + START_PATIENCE;
+    while cluster.query("SELECT count(*) FROM notices").as_deref() != Some(urls.as_str()) {
+        assert!(
+            Instant::now() < deadline,
+            "the valid notices are not stored"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let deadline = Instant::now() + START_PATIENCE;
+    let dead = loop {
+        let got = channel
+            .basic_get(
+                topology.notices_dead().into(),
+                lapin::options::BasicGetOptions { no_ack: true },
+            )
+            .await
+            .unwrap();
+        if let Some(message) = got {
+            break message;
+        }
+        assert!(Instant::now() < deadline, "nothing dead-lettered");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(dead.delivery.data, b"{\"url\": ");
+    let reason = dead
+        .delivery
+        .properties
+        .headers()
+        .as_ref()
+        .and_then(|h| h.inner().get(tdmon_bus_amqp::ERROR_HEADER).cloned());
+    let reason = match reason {
+        Some(lapin::types::AMQPValue::LongString(text)) => text.to_string(),
+        other => panic!("the reason header is missing: {other:?}"),
+    };
+    assert!(reason.starts_with("not a valid notice"), "{reason}");
+    admin.close(200, "done".into()).await.unwrap();
+    cluster.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_started_before_its_broker_says_so_and_keeps_trying() {
+    let mut cluster = Cluster::new().await;
+    // A port nothing listens on, until the test forwards it to the broker.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("bus.url=amqp://guest:guest@127.0.0.1:{port}/%2f");
+    let worker = cluster.spawn_with("worker", &[&url]);
+    let retrying = "cannot reach the broker; retrying";
+    cluster.wait_for_log(worker, &[retrying], START_PATIENCE);
+    let deadline = Instant::now() + START_PATIENCE;
+    while cluster.members[worker].log().matches(retrying).count() < 3 {
+        assert!(cluster.members[worker].running(), "the worker gave up");
+        assert!(Instant::now() < deadline, "the worker stopped trying");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let log = cluster.members[worker].log();
+    assert!(log.contains(&format!("127.0.0.1:{port}")), "{log}");
+    assert!(
+        !log.contains("guest:guest"),
+        "the password is printed: {log}"
+    );
+
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let forward = tokio::spawn(async move {
+        loop {
+            let (mut client, _) = listener.accept().await.unwrap();
+            tokio::spawn(async move {
+                let mut broker = tokio::net::TcpStream::connect("127.0.0.1:5672").await?;
+                tokio::io::copy_bidirectional(&mut client, &mut broker).await
+            });
+        }
+    });
+    cluster.wait_for_log(worker, &["connected to the broker"], START_PATIENCE);
+    forward.abort();
+    cluster.stop();
 }
