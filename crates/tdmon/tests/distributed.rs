@@ -1120,3 +1120,145 @@ async fn a_worker_started_before_its_broker_says_so_and_keeps_trying() {
     forward.abort();
     cluster.stop();
 }
+
+/// A check of `url_id` that found the content served.
+fn served(url_id: i64, url: &str) -> tdmon_core::Observation {
+    use tdmon_core::message::{DnsOutcome, DnsResult, SchemaV1};
+    let now = Utc::now();
+    tdmon_core::Observation {
+        schema: SchemaV1,
+        job_id: uuid::Uuid::now_v7(),
+        url_id,
+        url: url.to_owned(),
+        worker: "test".into(),
+        started_at: now,
+        answered_at: now,
+        duration_ms: 0,
+        dns: DnsResult {
+            outcome: DnsOutcome::Ok,
+            answers: vec![],
+        },
+        ip: None,
+        asn: None,
+        as_org: None,
+        hoster: None,
+        cdn: false,
+        http: None,
+        tls_error: None,
+        fingerprint: None,
+        outcome: Outcome::Served,
+        verdict: tdmon_core::Verdict::Online,
+    }
+}
+
+/// Two collectors share the observations queue. Round after round, one
+/// check per URL (as the lease allows) is published twice, as a worker that
+/// died before its ack would: each is stored and applied exactly once, and
+/// each URL's checks are applied in order, whichever collector takes which
+/// copy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_collectors_apply_each_observation_once_and_in_order() {
+    const ROUNDS: usize = 8;
+    let mut cluster = Cluster::new().await;
+    let notices = cluster.dir.path().join("notices.csv");
+    let notified_at = (Utc::now() - TimeDelta::hours(1)).to_rfc3339();
+    let mut csv = String::from("url,notified_at,notice_id\n");
+    for (i, url) in cluster.net.urls().iter().enumerate() {
+        csv.push_str(&format!("{url},{notified_at},TWO-{i}\n"));
+    }
+    std::fs::write(&notices, csv).unwrap();
+    let added = support::tdmon()
+        .arg("--config")
+        .arg(&cluster.config)
+        .arg("notify")
+        .arg(&notices)
+        .output()
+        .unwrap();
+    assert!(added.status.success(), "{}", support::stderr(&added));
+    // Monitoring of these notices goes on past the test.
+    for _ in 0..2 {
+        let collector = cluster.spawn_with("collector", &["schedule.horizon=90d"]);
+        cluster.wait_for_log(collector, ready_lines("collector"), START_PATIENCE);
+    }
+    let urls: Vec<(i64, String)> = cluster
+        .query("SELECT string_agg(url_id || ' ' || url, ',') FROM urls")
+        .unwrap()
+        .split(',')
+        .map(|row| {
+            let (id, url) = row.split_once(' ').unwrap();
+            (id.parse().unwrap(), url.to_owned())
+        })
+        .collect();
+    assert_eq!(urls.len(), cluster.net.urls().len());
+
+    let bus = AmqpBus::try_connect(bus_settings(&cluster.prefix), "test")
+        .await
+        .unwrap();
+    let mut published = Vec::new();
+    for round in 1..=ROUNDS {
+        let checks: Vec<_> = urls.iter().map(|(id, url)| served(*id, url)).collect();
+        for copy in checks.iter().chain(&checks) {
+            bus.publish_observation(copy.clone()).await.unwrap();
+        }
+        published.extend(checks);
+        let deadline = Instant::now() + START_PATIENCE;
+        let applied = format!(
+            "SELECT count(*) FROM urls WHERE (state->>'checks')::int = {round} \
+             AND lease_until IS NULL"
+        );
+        while cluster.query(&applied) != Some(urls.len().to_string()) {
+            assert!(Instant::now() < deadline, "round {round} is not applied");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    bus.close().await;
+    let consumers = Command::new("rabbitmqctl")
+        .args(["-q", "--no-table-headers", "list_consumers", "queue_name"])
+        .output()
+        .unwrap();
+    let collector_queue = format!("{}.collector", cluster.prefix);
+    assert_eq!(
+        String::from_utf8_lossy(&consumers.stdout)
+            .lines()
+            .filter(|line| line.trim() == collector_queue)
+            .count(),
+        2,
+        "both collectors consume"
+    );
+
+    let store = Store::open_with(
+        &cluster.schema.url,
+        &StoreOptions {
+            schema: Some(cluster.schema.name.clone()),
+        },
+    )
+    .await
+    .unwrap();
+    for (id, url) in &urls {
+        let state = &store.states(&[*id]).await.unwrap()[0];
+        let stored: Vec<_> = store
+            .observations(*id)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|o| o.job_id)
+            .collect();
+        let sent: Vec<_> = published
+            .iter()
+            .filter(|o| o.url_id == *id)
+            .map(|o| o.job_id)
+            .collect();
+        assert_eq!(stored, sent, "{url}: every check stored once, in order");
+        assert_eq!(state.checks as usize, ROUNDS, "{url}: applied once each");
+        let last = published.iter().rfind(|o| o.url_id == *id).unwrap();
+        assert_eq!(
+            state.last_check_at.map(|at| at.timestamp_micros()),
+            Some(last.started_at.timestamp_micros()),
+            "{url}: the last applied is the latest"
+        );
+    }
+    let status = store.status(Utc::now()).await.unwrap();
+    assert_eq!(status.observations as usize, ROUNDS * urls.len());
+    store.close().await;
+    cluster.stop();
+}
