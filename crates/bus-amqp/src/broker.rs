@@ -34,6 +34,12 @@ use crate::topology::{self, Topology};
 /// unconfirmed (nacked, or caught in a connection failure).
 const PUBLISH_ATTEMPTS: usize = 3;
 
+/// How long one round of publishing waits for the socket and the broker's
+/// confirms. A connection reset mid-publish can leave a confirm that never
+/// resolves; past this bound the rest of the round counts as unconfirmed
+/// and is published again, on a new connection if need be.
+const CONFIRM_PATIENCE: Duration = Duration::from_secs(15);
+
 /// How long closing waits for the acknowledgements in flight.
 const ACK_DRAIN: Duration = Duration::from_secs(5);
 
@@ -247,11 +253,25 @@ impl Broker {
                 .step_by(self.settings.confirm_batch())
                 .zip(messages.chunks(self.settings.confirm_batch()))
             {
-                let confirms = self.send(&link.publisher, chunk).await;
+                let deadline = tokio::time::Instant::now() + CONFIRM_PATIENCE;
+                let Ok(confirms) =
+                    tokio::time::timeout_at(deadline, self.send(&link.publisher, chunk)).await
+                else {
+                    unconfirmed[offset..offset + chunk.len()].fill(true);
+                    failure = Some(format!(
+                        "the broker did not take them within {CONFIRM_PATIENCE:?}"
+                    ));
+                    continue;
+                };
                 for (index, confirm) in (offset..).zip(confirms) {
                     let confirmation = match confirm {
-                        Ok(confirm) => confirm.await,
-                        Err(e) => Err(e),
+                        Ok(confirm) => tokio::time::timeout_at(deadline, confirm).await.ok(),
+                        Err(e) => Some(Err(e)),
+                    };
+                    let Some(confirmation) = confirmation else {
+                        unconfirmed[index] = true;
+                        failure = Some(format!("no confirm within {CONFIRM_PATIENCE:?}"));
+                        continue;
                     };
                     confirmed(match &confirmation {
                         Ok(Confirmation::Ack(None)) => "ack",

@@ -4,6 +4,10 @@
 //! - Leases make delivery safe: a job lost anywhere (a crashed worker, a
 //!   dropped message) leaves its URL leased until the lease runs out, and then
 //!   the URL is due again and dispatched again.
+//! - A URL is first leased for a moment only ([`RESERVATION`]), and for the
+//!   whole lease once its job is published: a dispatcher that dies (or cannot
+//!   publish) between the two leaves URLs that are due again within
+//!   seconds, not after a whole lease with no job anywhere.
 //! - Politeness is per host and enforced here, so it holds however many
 //!   workers run: the URLs of a host over its rate stay leased until the host
 //!   has room again, so they neither flood it nor crowd out other hosts.
@@ -18,8 +22,9 @@ mod intake;
 mod politeness;
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use chrono::{TimeDelta, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
 use tdmon_bus::{Bus, BusError};
 use tdmon_core::CheckJob;
 use tdmon_core::message::SchemaV1;
@@ -38,6 +43,15 @@ pub enum DispatchError {
     #[error("the bus failed")]
     Bus(#[from] BusError),
 }
+
+/// How long a URL is leased until its job is published: longer than a
+/// publish takes when all is well.
+pub const RESERVATION: Duration = Duration::from_secs(5);
+/// How long the extension of published leases is retried while the store
+/// fails (a database restart): until then a URL whose job is out cannot be
+/// leased again, not even after its reservation ran out, because only this
+/// dispatcher leases and it is busy here.
+const EXTENSION_PATIENCE: Duration = Duration::from_secs(60);
 
 /// What one tick did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -87,9 +101,10 @@ impl<B: Bus> Dispatcher<B> {
             });
         }
         let now = Utc::now();
+        let reserved = self.settings.lease.min(RESERVATION);
         let due = self
             .store
-            .lease_due(now, room.min(self.settings.batch), self.settings.lease)
+            .lease_due(now, room.min(self.settings.batch), reserved)
             .await?;
         let expires_at = now + TimeDelta::from_std(self.settings.job_ttl).unwrap_or(TimeDelta::MAX);
         let (jobs, held_back) = self.politeness.sort(due, |url| &url.host);
@@ -122,7 +137,9 @@ impl<B: Bus> Dispatcher<B> {
             .collect();
         let dispatched = jobs.len();
         if dispatched > 0 {
+            let url_ids: Vec<_> = jobs.iter().map(|job| job.url_id).collect();
             self.bus.publish_jobs(jobs).await?;
+            self.extend(&url_ids, now, reserved).await?;
         }
         metrics.jobs_dispatched.inc_by(dispatched as u64);
         metrics.jobs_held_back.inc_by(held_back.len() as u64);
@@ -131,6 +148,40 @@ impl<B: Bus> Dispatcher<B> {
             held_back: held_back.len(),
             paused: false,
         })
+    }
+
+    /// Extends the reservations taken at `leased_at` of URLs whose jobs are
+    /// published to the whole lease, retrying while the store fails: given
+    /// up, a reservation would run out with its job still out, and the URL
+    /// could be checked twice at once.
+    async fn extend(
+        &self,
+        url_ids: &[i64],
+        leased_at: DateTime<Utc>,
+        reserved: Duration,
+    ) -> Result<(), DispatchError> {
+        let started = tokio::time::Instant::now();
+        let mut told = false;
+        loop {
+            let extended = self
+                .store
+                .extend_leases(url_ids, leased_at, reserved, self.settings.lease)
+                .await;
+            match extended {
+                Ok(_) => return Ok(()),
+                Err(e) if started.elapsed() < EXTENSION_PATIENCE && !e.is_configuration() => {
+                    if !told {
+                        tracing::warn!(
+                            error = %tdmon_core::error_chain(&e),
+                            "cannot extend the leases of published jobs; retrying"
+                        );
+                        told = true;
+                    }
+                    tokio::time::sleep(self.settings.tick.max(Duration::from_millis(100))).await;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
     }
 
     /// Ticks until `shutdown`; a full batch is followed at once by another.

@@ -335,6 +335,46 @@ macro_rules! impl_store {
                 tx.commit().await.map_err(StoreError::query(action))
             }
 
+            pub(crate) async fn extend_leases(
+                &self,
+                url_ids: &[UrlId],
+                leased_at: DateTime<Utc>,
+                reserved: Duration,
+                lease: Duration,
+            ) -> Result<u64, StoreError> {
+                if url_ids.is_empty() {
+                    return Ok(0);
+                }
+                let leased_at = micros(leased_at);
+                let action = "extending leases";
+                let mut tx = self
+                    .writer
+                    .begin_with(BEGIN_WRITE)
+                    .await
+                    .map_err(StoreError::query(action))?;
+                let mut extended = 0;
+                for chunk in chunks_for(url_ids, 1) {
+                    let mut qb = QueryBuilder::<Db>::new("UPDATE urls SET lease_until = ");
+                    qb.push_bind(db_time(lease_end(leased_at, lease)));
+                    qb.push(" WHERE lease_until = ");
+                    qb.push_bind(db_time(lease_end(leased_at, reserved)));
+                    qb.push(" AND url_id IN (");
+                    let mut list = qb.separated(", ");
+                    for id in chunk {
+                        list.push_bind(*id);
+                    }
+                    qb.push(")");
+                    let done = qb
+                        .build()
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(StoreError::query(action))?;
+                    extended += done.rows_affected();
+                }
+                tx.commit().await.map_err(StoreError::query(action))?;
+                Ok(extended)
+            }
+
             pub(crate) async fn hold(
                 &self,
                 holds: &[(UrlId, DateTime<Utc>)],

@@ -370,6 +370,23 @@ impl Store {
         dispatch!(self.lease_due(now, limit, lease))
     }
 
+    /// Turns the leases that [`Store::lease_due`] took at `leased_at` for
+    /// `reserved` into leases for `lease` (from `leased_at` too): the
+    /// dispatcher reserves briefly and extends once the jobs are published,
+    /// so that URLs leased by a dispatcher that died before publishing are
+    /// due again soon. A lease that is no longer that reservation (its
+    /// check was applied, or it was released) is left alone. Returns how
+    /// many were extended.
+    pub async fn extend_leases(
+        &self,
+        url_ids: &[UrlId],
+        leased_at: DateTime<Utc>,
+        reserved: Duration,
+        lease: Duration,
+    ) -> Result<u64, StoreError> {
+        dispatch!(self.extend_leases(url_ids, leased_at, reserved, lease))
+    }
+
     /// Ends the leases of these URLs now (unknown ids are ignored).
     pub async fn release(&self, url_ids: &[UrlId]) -> Result<(), StoreError> {
         dispatch!(self.release(url_ids))

@@ -22,6 +22,7 @@ on_both_backends!(
     lease_returns_due_unleased_urls_in_due_order_once_per_lease,
     release_gives_urls_back,
     held_urls_stay_leased_until_their_time,
+    reservations_run_out_unless_extended,
     the_baseline_fingerprint_comes_with_the_lease,
     concurrent_leases_never_share_a_url,
     concurrent_adds_store_each_notice_once,
@@ -312,6 +313,60 @@ async fn held_urls_stay_leased_until_their_time(db: &TestDb) {
     );
     assert_eq!(db.store.release_all().await.unwrap(), 2);
     assert_eq!(status(db, minutes(33)).await.leased.count, 0);
+}
+
+async fn reservations_run_out_unless_extended(db: &TestDb) {
+    let ids = add(db, &[("x1", t0()), ("x2", t0()), ("x3", t0())], t0()).await;
+    let reserved = Duration::from_secs(5);
+    let leased_at = minutes(1);
+    assert_eq!(
+        db.store
+            .lease_due(leased_at, 10, reserved)
+            .await
+            .unwrap()
+            .len(),
+        3
+    );
+    // x1's job is published and its check applied before the extension:
+    // that lease is over and stays over.
+    let rules = Rules::default();
+    db.store
+        .apply_observations(
+            &[observe(ids[0], leased_at, Verdict::Online)],
+            leased_at,
+            &rules,
+        )
+        .await
+        .unwrap();
+    // The jobs of x1 and x2 were published; x3's never was.
+    let extended = db
+        .store
+        .extend_leases(&[ids[0], ids[1]], leased_at, reserved, LEASE)
+        .await
+        .unwrap();
+    assert_eq!(extended, 1, "only x2 still had its reservation");
+    let after_reservation = leased_at + TimeDelta::seconds(6);
+    let due: Vec<UrlId> = db
+        .store
+        .lease_due(after_reservation, 10, reserved)
+        .await
+        .unwrap()
+        .iter()
+        .map(|d| d.url_id)
+        .collect();
+    assert_eq!(due, [ids[2]], "the unpublished URL is due again at once");
+    // Extending an old reservation again changes nothing: x3 has a new one.
+    let again = db
+        .store
+        .extend_leases(&[ids[2]], leased_at, reserved, LEASE)
+        .await
+        .unwrap();
+    assert_eq!(again, 0);
+    let status = status(db, after_reservation).await;
+    assert_eq!(
+        status.leased.count, 2,
+        "x2 for the whole lease, x3 reserved"
+    );
 }
 
 async fn the_baseline_fingerprint_comes_with_the_lease(db: &TestDb) {
