@@ -51,6 +51,20 @@ pub enum BusError {
     Stale,
 }
 
+/// A settlement's result with a closed channel taken as done: the broker
+/// delivers such a message again, and what it causes is applied idempotently
+/// (a stored observation is a duplicate the second time, a stored notice
+/// too), so a consumer goes on instead of failing. Other errors stay errors.
+pub fn settled(result: Result<(), BusError>) -> Result<(), BusError> {
+    match result {
+        Err(BusError::Stale) => {
+            tracing::warn!("a delivery's channel closed before it was settled; the broker delivers it again");
+            Ok(())
+        }
+        other => other,
+    }
+}
+
 /// What to do with a delivery that was not processed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Reject {
@@ -157,4 +171,16 @@ pub trait Bus: Send + Sync + 'static {
         max: usize,
         linger: Duration,
     ) -> impl Future<Output = Vec<Delivery<Notice>>> + Send;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_closed_channel_is_settled_and_every_other_failure_is_not() {
+        assert!(settled(Ok(())).is_ok());
+        assert!(settled(Err(BusError::Stale)).is_ok());
+        assert!(matches!(settled(Err(BusError::Closed)), Err(BusError::Closed)));
+    }
 }

@@ -167,9 +167,9 @@ impl<B: Bus> Collector<B> {
                     url_id = delivery.message.url_id,
                     "observation for a URL the store does not know; dead-lettered"
                 );
-                delivery.reject(Reject::DeadLetter).await?;
+                tdmon_bus::settled(delivery.reject(Reject::DeadLetter).await)?;
             } else {
-                delivery.ack().await?;
+                tdmon_bus::settled(delivery.ack().await)?;
             }
         }
         metrics.store_batch_size.observe(observations.len() as f64);

@@ -88,7 +88,7 @@ impl<B: Bus> Intake<B> {
                     totals.refused += 1;
                     let reason = format!("not a valid notice: notified_at: {reason}");
                     tracing::warn!(notice_id = ?delivery.message.notice_id, reason, "notice refused");
-                    delivery.dead_letter(reason).await?;
+                    tdmon_bus::settled(delivery.dead_letter(reason).await)?;
                 }
             }
         }
@@ -122,7 +122,7 @@ impl<B: Bus> Intake<B> {
             tracing::info!(notice_id = ?notices[*index].notice_id, %reason, "duplicate notice acknowledged");
         }
         for delivery in accepted {
-            delivery.ack().await?;
+            tdmon_bus::settled(delivery.ack().await)?;
         }
         Ok(Some(totals))
     }

@@ -50,7 +50,7 @@ pub async fn run<B: Bus>(
                 expired_at = %delivery.message.expires_at,
                 "job expired before it could start; dropped"
             );
-            delivery.ack().await?;
+            tdmon_bus::settled(delivery.ack().await)?;
             continue;
         }
         let checker = Arc::clone(&checker);
