@@ -116,6 +116,11 @@ offsets = ["0s"]
 then_every = "1s"
 horizon = "30d"
 
+# Two checks of a URL are at least recheck_delay apart.
+[confirmation]
+recheck_delay = "1s"
+min_span = "1s"
+
 [store]
 url = "$POSTGRES"
 schema = "$SCHEMA"
