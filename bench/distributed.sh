@@ -7,8 +7,10 @@
 #   STAGES=1 bench/distributed.sh ...       (also each stage alone, see below)
 #
 # Environment: TDMON (default target/release/tdmon), URLS (default 20000),
-# HOSTS (default 1000), WORKERS (default "1 2"), WARMUP and WINDOW (seconds,
-# default 15 and 30), POSTGRES (default postgres://postgres@127.0.0.1:5432/test).
+# HOSTS (default 1000), WORKERS (default "1 2"; empty for the stages only), WARMUP and WINDOW (seconds,
+# default 15 and 30), POSTGRES (default postgres://postgres@127.0.0.1:5432/test),
+# SETS (settings for every role, e.g. "dispatcher.batch=2000 bus.confirm_batch=2000",
+# each passed as --set), COLLECTORS (collectors in the collector stage, default 1).
 #
 # Each run gets a fresh RabbitMQ vhost and PostgreSQL schema, both removed at
 # its end (also on failure or Ctrl-C), and a fresh simulated network whose
@@ -32,7 +34,7 @@ RUNS="${1:-3}"
 OUT="${2:-$BENCH_DIR/results/distributed}"
 URLS="${URLS:-20000}"
 HOSTS="${HOSTS:-1000}"
-WORKERS="${WORKERS:-1 2}"
+WORKERS="${WORKERS-1 2}"
 WARMUP="${WARMUP:-15}"
 WINDOW="${WINDOW:-30}"
 POSTGRES="${POSTGRES:-postgres://postgres@127.0.0.1:5432/test}"
@@ -62,7 +64,7 @@ cleanup() {
     for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
     PIDS=()
     if [[ -n "$VHOST" ]]; then rabbitmqctl -q delete_vhost "$VHOST" >/dev/null || true; fi
-    if [[ -n "$SCHEMA" ]]; then psql "$POSTGRES" -Xqc "DROP SCHEMA IF EXISTS $SCHEMA CASCADE" || true; fi
+    if [[ -n "$SCHEMA" ]]; then PGOPTIONS=--client-min-messages=warning psql "$POSTGRES" -Xqc "DROP SCHEMA IF EXISTS $SCHEMA CASCADE" || true; fi
     VHOST= SCHEMA=
 }
 trap cleanup EXIT
@@ -161,7 +163,9 @@ EOF
 }
 
 start_role() { # DIR NAME ROLE
-    TDMON_CONFIG="$1/tdmon.toml" "$TDMON" "$3" >/dev/null 2>"$1/$2.log" &
+    local sets=() set
+    for set in ${SETS:-}; do sets+=(--set "$set"); done
+    TDMON_CONFIG="$1/tdmon.toml" "$TDMON" "${sets[@]}" "$3" >/dev/null 2>"$1/$2.log" &
     PIDS+=($!)
     ROLE_PIDS[$2]=$!
 }
@@ -200,10 +204,12 @@ queue_depth() { # QUEUE
 }
 
 stages_once() { # DIR
-    local dir="$1" jobs_rate obs_rate i
+    local dir="$1" jobs_rate obs_rate i cpu0 cpu1 cpu2 cpu3
     setup "$dir" $((URLS * 2))
     start_role "$dir" dispatcher dispatcher
+    cpu0="$(snapshot)"
     jobs_rate="$(rate_until "SELECT count(*) FROM $SCHEMA.urls WHERE lease_until IS NOT NULL" "$URLS" 300)"
+    cpu1="$(snapshot)"
     for i in $(seq 1 600); do
         [[ "$(queue_depth tdmon.checks)" -ge "$URLS" ]] && break
         sleep 0.5
@@ -217,10 +223,27 @@ stages_once() { # DIR
     done
     stop_role worker1
     stop_role worker2
-    start_role "$dir" collector collector
+    for i in $(seq 1 "${COLLECTORS:-1}"); do start_role "$dir" "collector$i" collector; done
+    cpu2="$(snapshot)"
     obs_rate="$(rate_until "SELECT count(*) FROM $SCHEMA.observations" "$URLS" 300)"
-    echo "{\"dispatcher_jobs_per_second\": $jobs_rate, \"collector_observations_per_second\": $obs_rate, \"loadavg\": \"$(cut -d' ' -f1-3 /proc/loadavg)\"}" \
-        >"$dir/stages.json"
+    cpu3="$(snapshot)"
+    python3 - "$jobs_rate" "$obs_rate" "$cpu0" "$cpu1" "$cpu2" "$cpu3" "$(cut -d' ' -f1-3 /proc/loadavg)" \
+        "$(getconf CLK_TCK)" "${SETS:-}" >"$dir/stages.json" <<'PY'
+import json, sys
+def parse(text):
+    return {k: int(v) for k, v in (item.split("=") for item in text.split())}
+def spent(a, b):
+    a, b = parse(a), parse(b)
+    return {k: round((b[k] - a.get(k, 0)) / float(sys.argv[8]), 2) for k in b}
+print(json.dumps({
+    "dispatcher_jobs_per_second": int(sys.argv[1]),
+    "collector_observations_per_second": int(sys.argv[2]),
+    "dispatcher_stage_cpu_seconds": spent(sys.argv[3], sys.argv[4]),
+    "collector_stage_cpu_seconds": spent(sys.argv[5], sys.argv[6]),
+    "loadavg": sys.argv[7],
+    "sets": sys.argv[9],
+}))
+PY
     log "stages: $(cat "$dir/stages.json")"
     cleanup
 }
