@@ -13,6 +13,8 @@ IP literal by (server address, path), so the same scenario serves both
          5% live with a 5 MiB streamed body; deterministic: URL k of a host is
          big when k % 20 == 19 and gone when k % 20 in 16..18.
   delay: every URL answers normally after a real pause (1 s by default).
+  live:  every URL answers 200 with a small page and is never removed
+         (bench/distributed.sh: the same URLs checked again and again).
 
 Outputs, in --out DIR:
   scenario.toml     for `tdmon simnet serve --scenario`
@@ -29,7 +31,7 @@ SERVERS_PER_HOSTER = 100
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("kind", choices=["check", "delay"])
+    parser.add_argument("kind", choices=["check", "delay", "live"])
     parser.add_argument("--hosts", type=int, default=1000)
     parser.add_argument("--urls", type=int, default=20000, help="URLs in all")
     parser.add_argument("--pause", default="1s", help="delay: the real pause")
@@ -70,6 +72,8 @@ def main() -> int:
             path = f"/h{h:04d}/p{k:02d}.html"
             if args.kind == "delay":
                 behaviour = f'{{ type = "delay", pause = "{args.pause}" }}'
+            elif args.kind == "live":
+                behaviour = None
             elif k % 20 == 19:
                 behaviour = f'{{ type = "huge_body", size = {args.big_size} }}'
                 big.append(path)

@@ -185,14 +185,17 @@ impl RequestHandler for DnsHandler {
     }
 }
 
-/// Binds UDP and TCP on the same loopback port (chosen by the system) and
-/// starts serving.
+/// Binds UDP and TCP on the same loopback port and starts serving. Port 0
+/// lets the system choose (tried again if TCP finds it taken); any other port
+/// is bound once, or the start fails.
 pub(crate) async fn start(
     handler: DnsHandler,
+    port: u16,
 ) -> std::io::Result<(hickory_server::Server<DnsHandler>, SocketAddr)> {
+    let attempts = if port == 0 { 20 } else { 1 };
     let mut last_error = None;
-    for _ in 0..20 {
-        let udp = tokio::net::UdpSocket::bind("127.0.0.1:0").await?;
+    for _ in 0..attempts {
+        let udp = tokio::net::UdpSocket::bind(("127.0.0.1", port)).await?;
         let addr = udp.local_addr()?;
         match tokio::net::TcpListener::bind(addr).await {
             Ok(tcp) => {

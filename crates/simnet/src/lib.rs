@@ -40,7 +40,8 @@
 //! server addresses. Each is chosen by binding port 0 on the first server
 //! address and reused on the others; if that port is taken on another
 //! address, the whole set is bound again on a new port (up to 20 times).
-//! The DNS server listens on 127.0.0.1 (UDP and TCP, one port).
+//! The DNS server listens on 127.0.0.1 (UDP and TCP, one port), chosen the
+//! same way unless [`SimNetOptions::dns_port`] fixes it.
 
 mod asn;
 mod clock;
@@ -110,6 +111,10 @@ pub struct SimNetOptions {
     pub notice_time: Option<DateTime<Utc>>,
     /// Start this far into the scenario (simulated time).
     pub start_offset: Duration,
+    /// The DNS server's port on 127.0.0.1; 0 (the default) lets the system
+    /// choose. A fixed port is for clients configured before the network
+    /// starts (the compose demo's workers).
+    pub dns_port: u16,
 }
 
 impl SimNetOptions {
@@ -267,9 +272,12 @@ impl SimNet {
             https_port,
         });
 
-        let (dns_server, dns_addr) = dns::start(dns::DnsHandler {
-            shared: shared.clone(),
-        })
+        let (dns_server, dns_addr) = dns::start(
+            dns::DnsHandler {
+                shared: shared.clone(),
+            },
+            options.dns_port,
+        )
         .await
         .map_err(|source| SimNetError::Bind {
             what: "DNS server".into(),

@@ -746,3 +746,28 @@ async fn an_ip_literal_host_is_routed_by_the_address_and_path() {
     assert_eq!(stats.requests, 5);
     assert!(stats.urls[&urls[0]].bytes_sent > 0);
 }
+
+#[tokio::test]
+async fn a_fixed_dns_port_is_the_one_served_and_a_taken_one_fails_the_start() {
+    // A port the system picked a moment ago is very probably free again.
+    let port = std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let scenario = || hosters().url(UrlSpec::new("a.fast", "/", "FastHost").server(1));
+    let options = SimNetOptions {
+        dns_port: port,
+        ..SimNetOptions::manual_clock()
+    };
+    let net = SimNet::start(scenario(), options.clone()).await.unwrap();
+    assert_eq!(net.dns_addr(), SocketAddr::from(([127, 0, 0, 1], port)));
+    assert!(matches!(
+        lookup(net.dns_addr(), "a.fast.sim.test").await,
+        Lookup::Addrs(_)
+    ));
+    // A second network cannot take the same port; it says so instead of
+    // quietly serving elsewhere.
+    let err = SimNet::start(scenario(), options).await.unwrap_err();
+    assert!(err.to_string().contains("DNS server"), "{err}");
+}

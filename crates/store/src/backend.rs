@@ -9,6 +9,8 @@
 //! - `json_value(&DbRow, &str, &str) -> Result<Value, StoreError>` and
 //!   `json_opt(..) -> Result<Option<Value>, StoreError>`;
 //! - `BEGIN_WRITE`: the statement that starts a write transaction;
+//! - `write_states(tx, states, now)`: writes the new state, phase, next check
+//!   and baseline of each `(url_id, state)` and ends its lease;
 //! - `LEASE_SQL` (binds: now, lease end, limit; returns url_id, url, host,
 //!   next_purpose, next_check_at) and `LOCK_ROWS` (appended to the query
 //!   that loads the states an observation batch changes);
@@ -529,6 +531,7 @@ macro_rules! impl_store {
                     counts.add(UNATTRIBUTED, i64::from(obs.is_unattributed()));
                 }
                 counts.add(OBSERVATIONS, inserted.len() as i64);
+                let mut changed = Vec::with_capacity(per_url.len());
                 for (url_id, mut list) in per_url {
                     list.sort_by_key(|o| (o.started_at, o.job_id));
                     let before = states.remove(&url_id).expect("known URLs have a state");
@@ -561,22 +564,9 @@ macro_rules! impl_store {
                         counts.add(phase_counter(before.phase), -1);
                         counts.add(phase_counter(state.phase), 1);
                     }
-                    sqlx::query(
-                        "UPDATE urls SET state = $1, phase = $2, next_check_at = $3, \
-                         next_purpose = $4, lease_until = NULL, updated_at = $5, baseline = $6 \
-                         WHERE url_id = $7",
-                    )
-                    .bind(Json(&state))
-                    .bind(state.phase.as_str())
-                    .bind(state.next_check.map(|n| db_time(n.at)))
-                    .bind(state.next_check.map(|n| name_of(&n.purpose)))
-                    .bind(db_time(now))
-                    .bind(state.baseline_fingerprint.as_deref())
-                    .bind(url_id)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(StoreError::query("updating URL states"))?;
+                    changed.push((url_id, state));
                 }
+                write_states(&mut tx, &changed, now).await?;
 
                 for chunk in chunks_for(&applied.events, 6) {
                     let mut qb = QueryBuilder::<Db>::new(

@@ -54,6 +54,54 @@ const BEGIN_WRITE: &str = "BEGIN";
 /// them from deadlocking.
 const LOCK_ROWS: &str = " FOR UPDATE";
 
+/// One statement for the whole batch, its columns as arrays: a statement per
+/// URL cost a round trip each, which bounded a collector to about 2,000
+/// observations/s (docs/BENCHMARKS.md, "Distributed deployment end to end").
+/// The rows are already locked, in url_id order, by the batch's `FOR UPDATE`.
+async fn write_states(
+    tx: &mut sqlx::Transaction<'static, Db>,
+    states: &[(UrlId, UrlState)],
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    if states.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<UrlId> = states.iter().map(|(url_id, _)| *url_id).collect();
+    let json: Vec<Json<&UrlState>> = states.iter().map(|(_, state)| Json(state)).collect();
+    let phases: Vec<&str> = states.iter().map(|(_, s)| s.phase.as_str()).collect();
+    let next_at: Vec<Option<DbTime>> = states
+        .iter()
+        .map(|(_, s)| s.next_check.map(|n| db_time(n.at)))
+        .collect();
+    let purposes: Vec<Option<String>> = states
+        .iter()
+        .map(|(_, s)| s.next_check.map(|n| name_of(&n.purpose)))
+        .collect();
+    let baselines: Vec<Option<&str>> = states
+        .iter()
+        .map(|(_, s)| s.baseline_fingerprint.as_deref())
+        .collect();
+    sqlx::query(
+        "UPDATE urls AS u SET state = v.state, phase = v.phase, \
+         next_check_at = v.next_check_at, next_purpose = v.next_purpose, \
+         lease_until = NULL, updated_at = $7, baseline = v.baseline \
+         FROM UNNEST($1::bigint[], $2::jsonb[], $3::text[], $4::timestamptz[], \
+         $5::text[], $6::text[]) AS v(url_id, state, phase, next_check_at, next_purpose, baseline) \
+         WHERE u.url_id = v.url_id",
+    )
+    .bind(ids)
+    .bind(json)
+    .bind(phases)
+    .bind(next_at)
+    .bind(purposes)
+    .bind(baselines)
+    .bind(db_time(now))
+    .execute(&mut **tx)
+    .await
+    .map_err(StoreError::query("updating URL states"))?;
+    Ok(())
+}
+
 fn db_time(time: DateTime<Utc>) -> DbTime {
     micros(time)
 }

@@ -59,6 +59,33 @@ const BEGIN_WRITE: &str = "BEGIN IMMEDIATE";
 /// change under it.
 const LOCK_ROWS: &str = "";
 
+/// One statement per URL: SQLite runs in the process, so a statement costs
+/// no round trip.
+async fn write_states(
+    tx: &mut sqlx::Transaction<'static, Db>,
+    states: &[(UrlId, UrlState)],
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    for (url_id, state) in states {
+        sqlx::query(
+            "UPDATE urls SET state = $1, phase = $2, next_check_at = $3, \
+             next_purpose = $4, lease_until = NULL, updated_at = $5, baseline = $6 \
+             WHERE url_id = $7",
+        )
+        .bind(Json(state))
+        .bind(state.phase.as_str())
+        .bind(state.next_check.map(|n| db_time(n.at)))
+        .bind(state.next_check.map(|n| name_of(&n.purpose)))
+        .bind(db_time(now))
+        .bind(state.baseline_fingerprint.as_deref())
+        .bind(url_id)
+        .execute(&mut **tx)
+        .await
+        .map_err(StoreError::query("updating URL states"))?;
+    }
+    Ok(())
+}
+
 fn db_time(time: DateTime<Utc>) -> DbTime {
     time.timestamp_micros()
 }

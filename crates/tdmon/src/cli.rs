@@ -186,6 +186,13 @@ pub struct SimnetServeArgs {
     /// connections, DNS queries, bytes sent, and requests and bytes per URL.
     #[arg(long, value_name = "FILE")]
     pub stats: Option<PathBuf>,
+    /// The DNS server's port on 127.0.0.1; by default one the system picks.
+    #[arg(long, value_name = "PORT", default_value_t = 0)]
+    pub dns_port: u16,
+    /// Also write the network's URLs as a notice file (CSV, notified when the
+    /// network started), ready for `tdmon notify`.
+    #[arg(long, value_name = "FILE")]
+    pub notices: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -364,7 +364,8 @@ fn demo_layer(net: &SimNet, db: &Path, ca: &Path) -> anyhow::Result<Table> {
     Ok(layer)
 }
 
-fn notices_csv(net: &SimNet) -> String {
+/// One notice per URL of the network, all notified when it started.
+pub(crate) fn notices_csv(net: &SimNet) -> String {
     let notified_at = net
         .notice_time()
         .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);

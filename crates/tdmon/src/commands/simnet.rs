@@ -51,6 +51,7 @@ fn serve(args: SimnetServeArgs) -> anyhow::Result<Exit> {
     runtime.block_on(async move {
         let options = SimNetOptions {
             asn_db_path: args.asn_db,
+            dns_port: args.dns_port,
             ..SimNetOptions::default()
         };
         let net = SimNet::start(scenario, options)
@@ -60,6 +61,10 @@ fn serve(args: SimnetServeArgs) -> anyhow::Result<Exit> {
             std::fs::write(path, net.ca_cert_pem()).with_context(|| {
                 format!("cannot write the CA certificate to {}", path.display())
             })?;
+        }
+        if let Some(path) = &args.notices {
+            write_whole(path, &super::demo::notices_csv(&net))
+                .with_context(|| format!("cannot write the notices to {}", path.display()))?;
         }
         print!("{}", ready_text(&net));
         use std::io::Write as _;
@@ -83,6 +88,15 @@ fn write_stats(path: &std::path::Path, stats: &Stats) -> anyhow::Result<()> {
     let json = serde_json::to_vec_pretty(stats).context("cannot encode the stats")?;
     std::fs::write(path, json)
         .with_context(|| format!("cannot write the stats to {}", path.display()))
+}
+
+/// Writes `text` beside `path`, then renames it into place: whoever waits
+/// for the file (the compose demo's health check) never reads half of it.
+fn write_whole(path: &std::path::Path, text: &str) -> std::io::Result<()> {
+    let mut partial = path.as_os_str().to_owned();
+    partial.push(".partial");
+    std::fs::write(&partial, text)?;
+    std::fs::rename(&partial, path)
 }
 
 /// The lines printed once the network is up.
