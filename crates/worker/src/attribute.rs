@@ -263,6 +263,11 @@ impl AsnDb {
         &self.reader.metadata().database_type
     }
 
+    /// When the database was built (its metadata's `build_epoch`, Unix seconds).
+    pub fn build_epoch(&self) -> u64 {
+        self.reader.metadata().build_epoch
+    }
+
     /// The layout learnt from the records.
     pub fn layout(&self) -> &'static Layout {
         self.layout
