@@ -115,7 +115,7 @@ fn ranking(out: &mut String, report: &Report) {
     for norm in &report.norms {
         let _ = write!(
             out,
-            "<th>within {0}<br>met/missed/undet.</th><th>share met {0}</th>",
+            "<th>within {}<br>share met (met/missed/undet.)</th>",
             escape(norm)
         );
     }
@@ -147,11 +147,11 @@ fn row_cells(out: &mut String, row: &Row, link: Option<&str>) {
     for norm in &row.norms {
         let _ = write!(
             out,
-            "<td>{}/{}/{}</td><td>{}</td>",
+            "<td>{} ({}/{}/{})</td>",
+            percent(norm.share_met),
             norm.met,
             norm.missed,
-            norm.undetermined,
-            percent(norm.share_met)
+            norm.undetermined
         );
     }
     let estimate = |e: &crate::km::TimeEstimate| match e.seconds {
