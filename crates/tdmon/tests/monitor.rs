@@ -632,7 +632,63 @@ fn the_demo_measures_the_simulated_network_and_holds_the_truth() {
         "{stdout}"
     );
     report_matches_the_truth(dir.path());
+    explain_traces_a_figure(dir.path());
     html_renders_in_chromium(&html);
+}
+
+/// `tdmon explain` on a notice id: the timeline and each derivation; and
+/// the CSV export with its documented header.
+fn explain_traces_a_figure(dir: &Path) {
+    let db = dir.join("tdmon.db");
+    // DEMO-001 is QuickHost's first URL, removed within the first hour.
+    let output = Command::new(env!("CARGO_BIN_EXE_tdmon"))
+        .args(["--set", r#"norms=["24s"]"#, "explain", "DEMO-001", "--db"])
+        .arg(&db)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    let text = String::from_utf8_lossy(&output.stdout);
+    for expected in [
+        "notice DEMO-001",
+        "hoster of record (mapping in force): QuickHost B.V.",
+        " served ",
+        " http_not_found ",
+        "takedown ",
+        "bracket (",
+        "norm 24s: met",
+        "an event in the Kaplan-Meier estimate",
+    ] {
+        assert!(text.contains(expected), "{expected:?} in:\n{text}");
+    }
+    let unknown = Command::new(env!("CARGO_BIN_EXE_tdmon"))
+        .args(["explain", "NO-SUCH-NOTICE", "--db"])
+        .arg(&db)
+        .output()
+        .unwrap();
+    assert_eq!(unknown.status.code(), Some(2), "{}", stderr(&unknown));
+
+    let out = dir.join("csv");
+    let output = Command::new(env!("CARGO_BIN_EXE_tdmon"))
+        .args(["report", "--format", "csv", "--by", "asn", "--out"])
+        .arg(&out)
+        .arg("--db")
+        .arg(&db)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    let csv = std::fs::read_to_string(out.join("report.csv")).unwrap();
+    assert!(
+        csv.starts_with("key,rank,notices,share,already_offline,removed,"),
+        "{csv}"
+    );
+    assert_eq!(
+        csv.lines().count(),
+        1 + 6 + 1,
+        "header, six ASNs, totals:\n{csv}"
+    );
+    assert!(csv.contains("\nAS64510 QuickHost B.V.,"), "{csv}");
+    let monthly = std::fs::read_to_string(out.join("monthly.csv")).unwrap();
+    assert!(monthly.starts_with("month,notices,share_within_first_norm,median_s\n"));
 }
 
 /// The demo's hosters, by the organisation the report names them by.
