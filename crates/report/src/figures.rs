@@ -415,3 +415,63 @@ pub fn rank(rows: &mut [Row], key: &RankKey) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(key: &str, notices: u64, met: u64, missed: u64) -> Row {
+        let mut acc = Accumulator::default();
+        acc.notices = notices;
+        acc.norms = vec![[met, missed, notices - met - missed]];
+        acc.finish(key.to_owned(), 100, &["24h".to_owned()])
+    }
+
+    #[test]
+    fn ranking_is_worst_first_then_by_notices_and_names_no_cdn() {
+        let mut rows = vec![
+            row("Fast", 10, 9, 1),
+            row(CDN_FRONTED, 50, 0, 50),
+            row("Slow big", 20, 2, 8),
+            row("Slow small", 5, 1, 4),
+            row("Undecided", 7, 0, 0),
+        ];
+        rank(&mut rows, &RankKey::default());
+        let order: Vec<(&str, Option<usize>)> =
+            rows.iter().map(|r| (r.key.as_str(), r.rank)).collect();
+        assert_eq!(
+            order,
+            [
+                ("Slow big", Some(1)),
+                ("Slow small", Some(2)),
+                ("Fast", Some(3)),
+                ("Undecided", Some(4)),
+                (CDN_FRONTED, None),
+            ]
+        );
+        rank(&mut rows, &RankKey::Notices);
+        assert_eq!(rows[0].key, "Slow big");
+    }
+
+    #[test]
+    fn rank_keys_parse_and_print() {
+        for text in ["not_within:1", "not_within:3", "notices", "median"] {
+            assert_eq!(text.parse::<RankKey>().unwrap().to_string(), text);
+        }
+        assert_eq!("not_within".parse(), Ok(RankKey::NotWithin(0)));
+        assert!("not_within:0".parse::<RankKey>().is_err());
+        assert!("speed".parse::<RankKey>().is_err());
+    }
+
+    #[test]
+    fn shares_of_nothing_are_none_not_zero() {
+        let r = row("Undecided", 7, 0, 0);
+        assert_eq!(r.norms[0].share_met, None);
+        assert_eq!(r.not_within(0), None);
+        assert_eq!(r.reappeared_share, None);
+        assert_eq!(r.uptime, None);
+        assert_eq!(median_of(&[]), None);
+        let times = [TimeDelta::seconds(1), TimeDelta::seconds(2)];
+        assert_eq!(median_of(&times), Some(TimeDelta::seconds(1)));
+    }
+}

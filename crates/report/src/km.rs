@@ -192,6 +192,36 @@ mod tests {
         assert_eq!(quantile(&km, Percentile::MEDIAN), TimeEstimate::default());
     }
 
+    proptest::proptest! {
+        /// On random samples with ties and censoring: the band holds the
+        /// estimate, narrows nothing to a point before the curve reaches 0,
+        /// and the interval of a quantile holds the quantile.
+        #[test]
+        fn the_interval_holds_the_estimate(
+            raw in proptest::collection::vec((1i64..40, proptest::bool::ANY), 1..80),
+        ) {
+            let samples: Vec<Survival> = raw.iter().map(|&(t, removed)| h(t, removed)).collect();
+            let km = KaplanMeier::estimate(&samples);
+            for step in band(&km) {
+                proptest::prop_assert!(step.lower <= step.share && step.share <= step.upper, "{step:?}");
+                proptest::prop_assert!((0.0..=1.0).contains(&step.lower) && step.upper <= 1.0);
+            }
+            for p in [Percentile::MEDIAN, Percentile::P90] {
+                let e = quantile(&km, p);
+                if let Some(point) = e.seconds {
+                    let low = e.ci_low_s.expect("a reached quantile has a lower end");
+                    proptest::prop_assert!(low <= point);
+                    if let Some(high) = e.ci_high_s {
+                        proptest::prop_assert!(point <= high);
+                    }
+                    proptest::prop_assert!(e.at_risk.is_some_and(|n| n >= 1));
+                } else {
+                    proptest::prop_assert_eq!(e, TimeEstimate::default());
+                }
+            }
+        }
+    }
+
     #[test]
     fn nothing_at_all() {
         assert_eq!(estimates(&[]), Default::default());
