@@ -421,9 +421,11 @@ mod tests {
     use super::*;
 
     fn row(key: &str, notices: u64, met: u64, missed: u64) -> Row {
-        let mut acc = Accumulator::default();
-        acc.notices = notices;
-        acc.norms = vec![[met, missed, notices - met - missed]];
+        let acc = Accumulator {
+            notices,
+            norms: vec![[met, missed, notices - met - missed]],
+            ..Accumulator::default()
+        };
         acc.finish(key.to_owned(), 100, &["24h".to_owned()])
     }
 
