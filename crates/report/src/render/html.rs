@@ -13,10 +13,11 @@ use crate::format::{duration, optional, percent};
 const TOP_CURVES: usize = 6;
 
 const STYLE: &str = "
-body{font:14px/1.45 system-ui,-apple-system,'Segoe UI',sans-serif;margin:2em auto;max-width:1100px;color:#111;padding:0 1em}
+body{font:14px/1.45 system-ui,-apple-system,'Segoe UI',sans-serif;margin:2em auto;max-width:1300px;color:#111;padding:0 1em}
 h1{font-size:1.6em;margin-bottom:.2em}h2{margin-top:1.6em;border-bottom:1px solid #ccc}
-table{border-collapse:collapse;margin:.6em 0;font-size:12.5px}
-th,td{border:1px solid #ccc;padding:2px 6px;text-align:right;vertical-align:top}
+table{border-collapse:collapse;margin:.6em 0;font-size:12px}
+#ranking td{white-space:nowrap}#ranking table{font-size:11.5px}.wide{overflow-x:auto}
+th,td{border:1px solid #ccc;padding:2px 4px;text-align:right;vertical-align:top}
 th{background:#f2f2f2}td.k,th.k{text-align:left}
 .chart{width:100%;max-width:760px;height:auto;display:block;margin:.5em 0}
 .summary{display:flex;flex-wrap:wrap;gap:1em}.summary div{border:1px solid #ccc;padding:.5em 1em;min-width:9em}
@@ -24,7 +25,8 @@ th{background:#f2f2f2}td.k,th.k{text-align:left}
 .note{color:#555;font-size:12px}
 pre{font-size:11px;background:#f7f7f7;padding:.5em;overflow-x:auto}
 dl{display:grid;grid-template-columns:max-content auto;gap:0 1em}dt{font-weight:600}dd{margin:0}
-@media print{body{margin:0;max-width:none}section,table,svg{break-inside:avoid}details{display:none}a{color:inherit;text-decoration:none}}
+@page{size:A4 landscape;margin:12mm}
+@media print{body{font-size:10px}#ranking table{font-size:8px}body{margin:0;max-width:none}section,table,svg{break-inside:avoid}details{display:none}a{color:inherit;text-decoration:none}}
 ";
 
 pub fn html(report: &Report) -> String {
@@ -105,30 +107,27 @@ fn ranking(out: &mut String, report: &Report) {
     let _ = write!(
         out,
         "<section id=\"ranking\"><h2>Ranking</h2><p class=\"note\">Ordered by {} (worst first), \
-         then by notices. Norm shares are of the URLs the checks can decide; undetermined URLs \
-         are counted apart. Times are Kaplan-Meier estimates from the notice, with the number \
-         at risk and a 95% confidence interval.</p><table><thead><tr><th>#</th><th class=\"k\">{}</th>\
+         then by notices. <i>Within</i> a norm: the share met of the URLs the checks can \
+         decide, then (met/missed/undetermined); undetermined URLs are counted apart. Times \
+         are Kaplan-Meier estimates from the notice: the time, (the number at risk), and \
+         [its 95% confidence interval].</p><div class=\"wide\"><table><thead><tr><th>#</th><th class=\"k\">{}</th>\
          <th>notices</th><th>share</th><th>already offline</th>",
         escape(&report.rank_by),
         report.by.as_str()
     );
     for norm in &report.norms {
-        let _ = write!(
-            out,
-            "<th>within {}<br>share met (met/missed/undet.)</th>",
-            escape(norm)
-        );
+        let _ = write!(out, "<th>within {}</th>", escape(norm));
     }
     out.push_str(
-        "<th>median (at risk) [95% CI]</th><th>p90 (at risk) [95% CI]</th><th>still online</th>\
-         <th>reappeared (share, median)</th><th>uptime</th><th>addresses / ASNs</th>\
-         <th>CDN-fronted</th><th>hoster changes</th></tr></thead><tbody>",
+        "<th>median</th><th>p90</th><th>still online</th>\
+         <th>reappeared<br>(share, median)</th><th>uptime</th><th>addresses / ASNs</th>\
+         <th>CDN-<br>fronted</th><th>hoster<br>changes</th></tr></thead><tbody>",
     );
     for (i, row) in report.rows.iter().enumerate() {
         row_cells(out, row, Some(&format!("g{i}")));
     }
     row_cells(out, &report.totals, None);
-    out.push_str("</tbody></table></section>");
+    out.push_str("</tbody></table></div></section>");
 }
 
 fn row_cells(out: &mut String, row: &Row, link: Option<&str>) {
@@ -156,7 +155,7 @@ fn row_cells(out: &mut String, row: &Row, link: Option<&str>) {
     }
     let estimate = |e: &crate::km::TimeEstimate| match e.seconds {
         Some(s) => format!(
-            "{} ({}) [{}, {}]",
+            "{} ({})<br>[{}, {}]",
             duration(s),
             optional(e.at_risk),
             e.ci_low_s.map_or("-".to_owned(), duration),
