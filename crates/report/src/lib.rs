@@ -33,6 +33,9 @@ pub use crate::figures::{GroupBy, Month, RankKey, Row};
 
 /// URLs read from the store per page.
 const PAGE: usize = 1000;
+/// URLs listed with their evidence in one report at most, whatever the
+/// number of groups: the HTML file stays readable (a few MiB).
+pub const MAX_LISTED_URLS: usize = 5_000;
 
 /// Notices whose time lies in `[from, to)`; either end may be open.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
@@ -108,6 +111,7 @@ pub async fn figures(store: &Store, inputs: &Inputs<'_>) -> Result<Report, Repor
     let mut tally = figures::Tally::new(inputs.by);
     let mut urls: BTreeMap<String, (Vec<UrlLine>, u64)> = BTreeMap::new();
     let (mut first_notice, mut last_notice) = (None, None);
+    let mut total_listed = 0;
     let mut after: Option<UrlId> = None;
     loop {
         let page = store.states_after(after, PAGE).await?;
@@ -129,7 +133,8 @@ pub async fn figures(store: &Store, inputs: &Inputs<'_>) -> Result<Report, Repor
             tally.add(&facts);
             if inputs.urls_per_group > 0 {
                 let (listed, left_out) = urls.entry(inputs.by.key(&facts)).or_default();
-                if listed.len() < inputs.urls_per_group {
+                if listed.len() < inputs.urls_per_group && total_listed < MAX_LISTED_URLS {
+                    total_listed += 1;
                     let evidence = explain(state, observations, &[], inputs.hosters, inputs.norms);
                     listed.push(UrlLine { facts, evidence });
                 } else {

@@ -252,7 +252,11 @@ fn groups(out: &mut String, report: &Report) {
             row.still_online,
             row.reappeared
         );
-        let Some((urls, left_out)) = report.urls.get(&row.key) else {
+        let Some((urls, left_out)) = report
+            .urls
+            .get(&row.key)
+            .filter(|(urls, _)| !urls.is_empty())
+        else {
             out.push_str("</section>");
             continue;
         };
