@@ -24,7 +24,7 @@ DB="$OUT/tdmon-bench.db"
 if [[ ! -s "$DB" ]]; then
     log "filling $DB: $URLS URLs, $OBSERVATIONS observations (store benchmark)"
     (cd "$REPO" && cargo bench -p tdmon-store --bench store -- --backend sqlite \
-        --urls "$URLS" --observations "$OBSERVATIONS" --dir "$OUT" --keep) \
+        --urls "$URLS" --observations "$OBSERVATIONS" --leases 5 --dir "$OUT" --keep) \
         >"$OUT/fill.out" 2>"$OUT/fill.err"
     KEPT="$(grep -m1 '^kept ' "$OUT/fill.err" | cut -d' ' -f2-)"
     mv "$KEPT" "$DB"
