@@ -58,7 +58,9 @@ pub enum BusError {
 pub fn settled(result: Result<(), BusError>) -> Result<(), BusError> {
     match result {
         Err(BusError::Stale) => {
-            tracing::warn!("a delivery's channel closed before it was settled; the broker delivers it again");
+            tracing::warn!(
+                "a delivery's channel closed before it was settled; the broker delivers it again"
+            );
             Ok(())
         }
         other => other,
@@ -181,6 +183,9 @@ mod tests {
     fn a_closed_channel_is_settled_and_every_other_failure_is_not() {
         assert!(settled(Ok(())).is_ok());
         assert!(settled(Err(BusError::Stale)).is_ok());
-        assert!(matches!(settled(Err(BusError::Closed)), Err(BusError::Closed)));
+        assert!(matches!(
+            settled(Err(BusError::Closed)),
+            Err(BusError::Closed)
+        ));
     }
 }

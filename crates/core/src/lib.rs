@@ -4,6 +4,7 @@
 
 pub mod config;
 pub mod duration;
+pub mod hoster;
 pub mod message;
 pub mod norm;
 pub mod notice;

@@ -722,6 +722,28 @@ macro_rules! impl_store {
                 rows.iter().map(decode_observation).collect()
             }
 
+            pub(crate) async fn observations_between(
+                &self,
+                first: UrlId,
+                last: UrlId,
+            ) -> Result<Vec<Observation>, StoreError> {
+                let rows = sqlx::query(
+                    "SELECT job_id, url_id, url, worker, started_at, answered_at, duration_ms, \
+                     dns_outcome, \
+                     dns_answers, ip, asn, as_org, hoster, cdn, http_status, content_type, \
+                     content_length, etag, last_modified, location, redirects, tls_error, \
+                     fingerprint, outcome, verdict \
+                     FROM observations WHERE url_id BETWEEN $1 AND $2 \
+                     ORDER BY url_id, started_at, job_id",
+                )
+                .bind(first)
+                .bind(last)
+                .fetch_all(&self.reader)
+                .await
+                .map_err(StoreError::query("reading observations"))?;
+                rows.iter().map(decode_observation).collect()
+            }
+
             pub(crate) async fn status(&self, now: DateTime<Utc>) -> Result<Status, StoreError> {
                 let now = db_time(micros(now));
                 let read = || StoreError::query("reading status counts");

@@ -26,6 +26,7 @@
 //! states_after(Option<UrlId>, limit)   -> Vec<UrlState>   (one page, by id)
 //! events(UrlId)                        -> Vec<Event>
 //! observations(UrlId)                  -> Vec<Observation>
+//! observations_between(UrlId, UrlId)   -> Vec<Observation>  (a page of URLs, by id)
 //! status(now)                          -> Status
 //! ```
 //! Every call returns `Result<_, StoreError>`.
@@ -454,6 +455,17 @@ impl Store {
     /// Every stored observation of a URL, in `started_at` order.
     pub async fn observations(&self, url_id: UrlId) -> Result<Vec<Observation>, StoreError> {
         dispatch!(self.observations(url_id))
+    }
+
+    /// Every stored observation of the URLs `first..=last`, by URL and then
+    /// `started_at`: with [`Store::states_after`], a page of URLs with their
+    /// observations, so that a reader never holds every observation at once.
+    pub async fn observations_between(
+        &self,
+        first: UrlId,
+        last: UrlId,
+    ) -> Result<Vec<Observation>, StoreError> {
+        dispatch!(self.observations_between(first, last))
     }
 
     /// Counts for operators.

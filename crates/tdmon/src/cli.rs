@@ -85,8 +85,67 @@ pub enum Command {
     /// Print what flows on the results exchange (distributed deployment):
     /// the worked example for downstream consumers.
     Tail(TailArgs),
-    /// Produce the per-hoster ranking report.
-    Report,
+    /// The per-hoster ranking report (or per ASN, or per registrable
+    /// domain) from the store: HTML, CSV, JSON or a table.
+    Report(ReportArgs),
+    /// Trace a URL's figures back to its observations: its timeline, its
+    /// events with their brackets, and how each figure was derived.
+    Explain(ExplainArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// The SQLite file of the embedded monitor; sets `store.url` to `sqlite://PATH`.
+    #[arg(long, value_name = "PATH")]
+    pub db: Option<PathBuf>,
+    /// Notices from this day (UTC, YYYY-MM-DD) or time (RFC 3339) on.
+    #[arg(long, value_name = "DATE")]
+    pub from: Option<String>,
+    /// Notices up to this day, inclusive (UTC, YYYY-MM-DD), or before this
+    /// time (RFC 3339).
+    #[arg(long, value_name = "DATE")]
+    pub to: Option<String>,
+    /// One row per hoster, ASN or registrable domain.
+    #[arg(long, value_enum, default_value_t = ReportBy::Hoster)]
+    pub by: ReportBy,
+    #[arg(long, value_enum, default_value_t = ReportOutput::Table)]
+    pub format: ReportOutput,
+    /// Write `report.<ext>` (and, for CSV, `monthly.csv`) into this
+    /// directory instead of printing to standard output.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// The ranking key, worst first: `not_within` (the first norm),
+    /// `not_within:N` (the N-th norm), `notices` or `median`.
+    #[arg(long, value_name = "KEY", default_value = "not_within")]
+    pub rank_by: String,
+    /// URLs listed with their evidence per group in the HTML report.
+    #[arg(long, value_name = "N", default_value_t = 200)]
+    pub urls_per_group: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ReportBy {
+    Hoster,
+    Asn,
+    Domain,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ReportOutput {
+    Html,
+    Csv,
+    Json,
+    Table,
+}
+
+#[derive(Debug, Args)]
+pub struct ExplainArgs {
+    /// The SQLite file of the embedded monitor; sets `store.url` to `sqlite://PATH`.
+    #[arg(long, value_name = "PATH")]
+    pub db: Option<PathBuf>,
+    /// A monitored URL (every notice of it is explained), a notice id, or
+    /// a URL id as the report shows it.
+    pub target: String,
 }
 
 #[derive(Debug, Args)]

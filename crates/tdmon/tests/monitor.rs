@@ -626,6 +626,269 @@ fn the_demo_measures_the_simulated_network_and_holds_the_truth() {
         "the per-hoster table:\n{stdout}"
     );
     assert!(dir.path().join("tdmon.db").exists());
+    let html = dir.path().join("report.html");
+    assert!(
+        stdout.contains(&format!("report: {}", html.display())),
+        "{stdout}"
+    );
+    report_matches_the_truth(dir.path());
+    explain_traces_a_figure(dir.path());
+    html_renders_in_chromium(&html);
+}
+
+/// `tdmon explain` on a notice id: the timeline and each derivation; and
+/// the CSV export with its documented header.
+fn explain_traces_a_figure(dir: &Path) {
+    let db = dir.join("tdmon.db");
+    // DEMO-001 is QuickHost's first URL, removed within the first hour.
+    let output = Command::new(env!("CARGO_BIN_EXE_tdmon"))
+        .args(["--set", r#"norms=["24s"]"#, "explain", "DEMO-001", "--db"])
+        .arg(&db)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    let text = String::from_utf8_lossy(&output.stdout);
+    for expected in [
+        "notice DEMO-001",
+        "hoster of record (mapping in force): QuickHost B.V.",
+        " served ",
+        " http_not_found ",
+        "takedown ",
+        "bracket (",
+        "norm 24s: met",
+        "an event in the Kaplan-Meier estimate",
+    ] {
+        assert!(text.contains(expected), "{expected:?} in:\n{text}");
+    }
+    let unknown = Command::new(env!("CARGO_BIN_EXE_tdmon"))
+        .args(["explain", "NO-SUCH-NOTICE", "--db"])
+        .arg(&db)
+        .output()
+        .unwrap();
+    assert_eq!(unknown.status.code(), Some(2), "{}", stderr(&unknown));
+
+    let out = dir.join("csv");
+    let output = Command::new(env!("CARGO_BIN_EXE_tdmon"))
+        .args(["report", "--format", "csv", "--by", "asn", "--out"])
+        .arg(&out)
+        .arg("--db")
+        .arg(&db)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    let csv = std::fs::read_to_string(out.join("report.csv")).unwrap();
+    assert!(
+        csv.starts_with("key,rank,notices,share,already_offline,removed,"),
+        "{csv}"
+    );
+    assert_eq!(
+        csv.lines().count(),
+        1 + 6 + 1,
+        "header, six ASNs, totals:\n{csv}"
+    );
+    assert!(csv.contains("\nAS64510 QuickHost B.V.,"), "{csv}");
+    let monthly = std::fs::read_to_string(out.join("monthly.csv")).unwrap();
+    assert!(monthly.starts_with("month,notices,share_within_first_norm,median_s\n"));
+}
+
+/// The demo's hosters, by the organisation the report names them by.
+const DEMO_ORGS: [(&str, &str); 6] = [
+    ("QuickHost", "QuickHost B.V."),
+    ("SteadyHost", "Steady Hosting GmbH"),
+    ("NeverHost", "Never Down Ltd"),
+    ("SoftMedia", "Soft Media S.A."),
+    ("ParkedDNS", "Parked DNS Inc."),
+    ("FlapHost", "Flappy Servers Oy"),
+];
+
+/// `tdmon report --format json` on the demo's store against the network's
+/// truth, hoster by hoster: the counts exactly, and the 24h norm (compressed
+/// to 24s like the demo's clock) never crediting or blaming against the truth.
+fn report_matches_the_truth(dir: &Path) {
+    let output = Command::new(env!("CARGO_BIN_EXE_tdmon"))
+        .args([
+            "--set",
+            r#"norms=["24s", "48s"]"#,
+            "report",
+            "--format",
+            "json",
+            "--db",
+        ])
+        .arg(dir.join("tdmon.db"))
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let truth: Vec<serde_json::Value> =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("truth.json")).unwrap()).unwrap();
+    let notices = std::fs::read_to_string(dir.join("notices.csv")).unwrap();
+    let notified: DateTime<Utc> = notices
+        .lines()
+        .nth(1)
+        .unwrap()
+        .split(',')
+        .nth(2)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let deadline = notified + TimeDelta::seconds(24);
+    let time = |v: &serde_json::Value| v.as_str().map(|t| t.parse::<DateTime<Utc>>().unwrap());
+    for (name, org) in DEMO_ORGS {
+        let row = report["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["key"] == org)
+            .unwrap_or_else(|| panic!("no row {org}"));
+        let urls: Vec<&serde_json::Value> = truth.iter().filter(|t| t["hoster"] == name).collect();
+        let already = urls.iter().filter(|t| t["already_removed"] == true).count();
+        let monitored: Vec<_> = urls
+            .iter()
+            .filter(|t| t["already_removed"] != true)
+            .collect();
+        let removed = monitored
+            .iter()
+            .filter(|t| !t["went_down"].is_null())
+            .count();
+        let back = monitored
+            .iter()
+            .filter(|t| !t["came_back"].is_null())
+            .count();
+        let served_at_end = monitored
+            .iter()
+            .filter(|t| t["went_down"].is_null() || !t["came_back"].is_null())
+            .count();
+        let count = |key: &str| row[key].as_u64().unwrap() as usize;
+        assert_eq!(count("notices"), urls.len(), "{org}");
+        assert_eq!(count("already_offline"), already, "{org}");
+        assert_eq!(count("removed"), removed, "{org}");
+        assert_eq!(count("reappeared"), back, "{org}");
+        assert_eq!(count("still_online"), served_at_end, "{org}");
+        let gone_at_deadline = monitored
+            .iter()
+            .filter(|t| {
+                time(&t["went_down"]).is_some_and(|down| down <= deadline)
+                    && time(&t["came_back"]).is_none_or(|up| up > deadline)
+            })
+            .count();
+        let norm = &row["norms"][0];
+        let (met, missed, undetermined) = (
+            norm["met"].as_u64().unwrap() as usize,
+            norm["missed"].as_u64().unwrap() as usize,
+            norm["undetermined"].as_u64().unwrap() as usize,
+        );
+        assert_eq!(met + missed + undetermined, monitored.len(), "{org}");
+        assert!(
+            met <= gone_at_deadline,
+            "{org}: {met} met, truth {gone_at_deadline}"
+        );
+        assert!(
+            missed <= monitored.len() - gone_at_deadline,
+            "{org}: {missed} missed"
+        );
+        if name == "NeverHost" {
+            assert_eq!((met, row["median"]["seconds"].is_null()), (0, true));
+        }
+    }
+    assert_eq!(report["totals"]["notices"], truth.len());
+}
+
+/// The report opened in headless Chromium: a screenshot kept beside the
+/// test's output, every chart drawn (non-empty SVG paths), and not one
+/// console message, which is how Chromium reports what the page's
+/// Content-Security-Policy (`default-src 'none'`) blocked: any request for
+/// anything outside the file. A control page with one external image shows
+/// that such a request is seen.
+fn html_renders_in_chromium(html: &Path) {
+    let chromium = Path::new("/usr/bin/chromium");
+    assert!(
+        chromium.exists(),
+        "headless Chromium is needed: apt-get install -y chromium"
+    );
+    let browse = |page: &Path, mode: &str| {
+        let output = Command::new(chromium)
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--enable-logging=stderr",
+                "--v=0",
+                // Nothing leaves the machine, whatever a page asks for.
+                "--host-resolver-rules=MAP * ~NOTFOUND",
+                "--window-size=1200,3000",
+                mode,
+            ])
+            .arg(format!("file://{}", page.display()))
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{}", stderr(&output));
+        output
+    };
+    let console = |output: &Output| -> Vec<String> {
+        stderr(output)
+            .lines()
+            .filter(|l| l.contains(":CONSOLE"))
+            .map(str::to_owned)
+            .collect()
+    };
+    let kept = Path::new(env!("CARGO_TARGET_TMPDIR")).join("demo-report");
+    std::fs::create_dir_all(&kept).unwrap();
+    let screenshot = kept.join("report.png");
+    let _ = std::fs::remove_file(&screenshot);
+    let shot = browse(html, &format!("--screenshot={}", screenshot.display()));
+    assert!(
+        std::fs::metadata(&screenshot).unwrap().len() > 10_000,
+        "a screenshot"
+    );
+    std::fs::copy(html, kept.join("report.html")).unwrap();
+
+    let dumped = browse(html, "--dump-dom");
+    let dom = String::from_utf8_lossy(&dumped.stdout);
+    assert_eq!(console(&shot), Vec::<String>::new());
+    assert_eq!(console(&dumped), Vec::<String>::new());
+    let charts: Vec<&str> = dom.split("<svg").skip(1).collect();
+    assert_eq!(charts.len(), 3, "survival, compliance and trend charts");
+    for chart in &charts {
+        let drawn = chart
+            .split("<path d=\"")
+            .skip(1)
+            .filter(|p| p.split('"').next().is_some_and(|d| d.len() > 8))
+            .count();
+        assert!(
+            drawn >= 3,
+            "a chart with paths drawn: {}",
+            &chart[..chart.len().min(300)]
+        );
+    }
+    assert!(
+        dom.matches("class=\"curve\"").count() >= 7,
+        "overall and six hosters"
+    );
+    assert!(dom.contains("class=\"censored\""), "censoring marks");
+    for section in [
+        "summary",
+        "ranking",
+        "survival",
+        "compliance",
+        "trend",
+        "groups",
+        "methodology",
+    ] {
+        assert!(
+            dom.contains(&format!("id=\"{section}\"")),
+            "section {section}"
+        );
+    }
+
+    let control = kept.join("control.html");
+    let page = std::fs::read_to_string(html)
+        .unwrap()
+        .replace("<body>", "<body><img src=\"http://127.0.0.1:9/x.png\">");
+    std::fs::write(&control, page).unwrap();
+    assert!(
+        !console(&browse(&control, "--dump-dom")).is_empty(),
+        "the detector sees a request"
+    );
 }
 
 /// Whether some process holds an flock on `path` (from /proc/locks), looked

@@ -14,7 +14,7 @@
 //! decode is counted ([`Attributor::undecodable_records`]), never dropped
 //! silently.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -22,13 +22,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::SystemTime;
 
-use ipnet::IpNet;
 use maxminddb::{LookupResult, MaxMindDbError, PathElement, Reader, WithinOptions};
 use serde::de::{self, Deserialize, Deserializer, IgnoredAny, Visitor};
+use tdmon_core::hoster::{HosterMap, canonical};
 use tdmon_core::message::Attribution;
 
 use crate::config::WorkerSettings;
-use crate::policy::embedded_v4;
 
 /// Where an ASN database keeps a network's ASN and organisation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -269,6 +268,11 @@ impl AsnDb {
         &self.reader.metadata().database_type
     }
 
+    /// When the database was built (its metadata's `build_epoch`, Unix seconds).
+    pub fn build_epoch(&self) -> u64 {
+        self.reader.metadata().build_epoch
+    }
+
     /// The layout learnt from the records.
     pub fn layout(&self) -> &'static Layout {
         self.layout
@@ -277,12 +281,6 @@ impl AsnDb {
     /// The file the database was read from.
     pub fn path(&self) -> &Path {
         &self.path
-    }
-
-    /// When the database was built (its metadata's `build_epoch`), in
-    /// seconds since 1970.
-    pub fn build_epoch(&self) -> u64 {
-        self.reader.metadata().build_epoch
     }
 
     /// What the database says about `ip`; an address it does not cover
@@ -388,10 +386,7 @@ pub struct Attributor {
     db: RwLock<Option<Arc<AsnDb>>>,
     /// The file `db` came from, and what it looked like when last read.
     source: Option<Source>,
-    merges: HashMap<u32, String>,
-    /// Most specific first.
-    overrides: Vec<(IpNet, String)>,
-    cdn_asns: HashSet<u32>,
+    hosters: HosterMap,
     /// Lookups whose record did not decode, since the start.
     undecodable: AtomicU64,
 }
@@ -446,9 +441,7 @@ impl fmt::Debug for Attributor {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Attributor")
             .field("db", &self.db)
-            .field("merges", &self.merges.len())
-            .field("overrides", &self.overrides.len())
-            .field("cdn_asns", &self.cdn_asns.len())
+            .field("hosters", &self.hosters)
             .field("undecodable", &self.undecodable)
             .finish()
     }
@@ -463,24 +456,12 @@ impl Attributor {
         if let Some(db) = &db {
             log_loaded(db, "ASN database loaded");
         }
-        Ok(Self::new(
-            db,
-            settings.merges.iter().cloned(),
-            settings.overrides.iter().cloned(),
-            settings.cdn_asns.iter().copied(),
-        ))
+        Ok(Self::new(db, settings.hosters.clone()))
     }
 
-    /// An attributor over an already opened database (or none); a reload
-    /// reads the file it was opened from.
-    pub fn new(
-        db: Option<AsnDb>,
-        merges: impl IntoIterator<Item = (u32, String)>,
-        overrides: impl IntoIterator<Item = (IpNet, String)>,
-        cdn_asns: impl IntoIterator<Item = u32>,
-    ) -> Self {
-        let mut overrides: Vec<(IpNet, String)> = overrides.into_iter().collect();
-        overrides.sort_by_key(|(net, _)| std::cmp::Reverse(net.prefix_len()));
+    /// An attributor over an already opened database (or none) and a
+    /// hoster mapping; a reload reads the file the database was opened from.
+    pub fn new(db: Option<AsnDb>, hosters: HosterMap) -> Self {
         let source = db.as_ref().map(|db| Source {
             path: db.path().to_owned(),
             read: Mutex::new(FileStamp::of(db.path()).ok()),
@@ -488,9 +469,7 @@ impl Attributor {
         Self {
             db: RwLock::new(db.map(Arc::new)),
             source,
-            merges: merges.into_iter().collect(),
-            overrides,
-            cdn_asns: cdn_asns.into_iter().collect(),
+            hosters,
             undecodable: AtomicU64::new(0),
         }
     }
@@ -500,18 +479,11 @@ impl Attributor {
     pub fn attribute(&self, ip: IpAddr) -> Attribution {
         let ip = canonical(ip);
         let (asn, as_org) = self.lookup(ip);
-        let override_hoster = self
-            .overrides
-            .iter()
-            .find(|(net, _)| net.contains(&ip))
-            .map(|(_, hoster)| hoster.clone());
-        let merged = asn.and_then(|asn| self.merges.get(&asn).cloned());
-        let hoster = override_hoster.or(merged).or_else(|| as_org.clone());
         Attribution {
+            hoster: self.hosters.hoster(Some(ip), asn, as_org.as_deref()),
+            cdn: self.hosters.is_cdn(asn),
             asn,
             as_org,
-            hoster,
-            cdn: asn.is_some_and(|asn| self.cdn_asns.contains(&asn)),
         }
     }
 
@@ -590,18 +562,12 @@ fn log_loaded(db: &AsnDb, what: &'static str) {
     );
 }
 
-/// An IPv6 address that carries an IPv4 one (mapped, translated, NAT64) is
-/// looked up as that IPv4 address: the tree of every database holds IPv4 at
-/// `::/96`, and not all of them alias `::ffff:0:0/96` to it.
-fn canonical(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => embedded_v4(v6).map_or(ip, IpAddr::V4),
-        IpAddr::V4(_) => ip,
-    }
-}
-
 #[cfg(test)]
 pub(crate) mod tests {
+    use std::collections::HashSet;
+
+    use ipnet::IpNet;
+
     use super::*;
     use tdmon_simnet::{AsnDbLayout, AsnEntry, build_asn_db_entries};
 
@@ -626,8 +592,7 @@ pub(crate) mod tests {
             ("127.10.3.0/24", 64503, "Beta Networks"),
             ("127.10.4.0/24", 13335, "Cloudflare, Inc."),
         ]);
-        Attributor::new(
-            Some(db),
+        let hosters = HosterMap::new(
             [(64501, "Alpha".to_owned()), (64502, "Alpha".to_owned())],
             [
                 ("127.10.3.0/24".parse().unwrap(), "Reseller".to_owned()),
@@ -638,6 +603,16 @@ pub(crate) mod tests {
             ],
             [13335],
         )
+        .unwrap();
+        Attributor::new(Some(db), hosters)
+    }
+
+    fn hosters(
+        merges: impl IntoIterator<Item = (u32, String)>,
+        overrides: impl IntoIterator<Item = (IpNet, String)>,
+        cdn_asns: impl IntoIterator<Item = u32>,
+    ) -> HosterMap {
+        HosterMap::new(merges, overrides, cdn_asns).unwrap()
     }
 
     fn ip(text: &str) -> IpAddr {
@@ -692,7 +667,10 @@ pub(crate) mod tests {
             (None, None, None, false)
         );
         assert_eq!(attributor.undecodable_records(), 0, "a miss is no failure");
-        let none = Attributor::new(None, [], [("10.0.0.0/8".parse().unwrap(), "X".into())], []);
+        let none = Attributor::new(
+            None,
+            hosters([], [("10.0.0.0/8".parse().unwrap(), "X".into())], []),
+        );
         assert_eq!(none.attribute(ip("10.1.1.1")).hoster.as_deref(), Some("X"));
         assert_eq!(none.attribute(ip("11.1.1.1")).hoster, None);
     }
@@ -717,7 +695,7 @@ pub(crate) mod tests {
             };
             assert_eq!(db.layout().name, expected, "{layout:?}");
             assert_eq!(db.database_type(), layout.database_type());
-            let attributor = Attributor::new(Some(db), [], [], [13335]);
+            let attributor = Attributor::new(Some(db), hosters([], [], [13335]));
             for (addr, asn, org) in [
                 ("1.1.1.1", 13335, "Cloudflare, Inc."),
                 ("::ffff:1.1.1.1", 13335, "Cloudflare, Inc."),
@@ -777,7 +755,7 @@ pub(crate) mod tests {
             ],
         );
         let db = AsnDb::from_bytes(Path::new("custom.mmdb"), bytes).unwrap();
-        let attributor = Attributor::new(Some(db), [], [], []);
+        let attributor = Attributor::new(Some(db), HosterMap::default());
         for (addr, asn) in [
             ("10.0.1.1", 7),
             ("10.0.2.1", 4_294_967_295),
@@ -815,7 +793,7 @@ pub(crate) mod tests {
                 .collect(),
         );
         let db = AsnDb::from_bytes(Path::new("broken.mmdb"), bytes).unwrap();
-        let attributor = Attributor::new(Some(db), [], [], []);
+        let attributor = Attributor::new(Some(db), HosterMap::default());
         assert_eq!(attributor.attribute(ip("10.0.3.3")).asn, Some(64_503));
         for bad in ["10.1.0.1", "10.1.1.1", "10.1.2.1", "10.1.3.1"] {
             let a = attributor.attribute(ip(bad));
@@ -892,7 +870,7 @@ pub(crate) mod tests {
             )
             .unwrap();
         let db = AsnDb::from_bytes(Path::new("v4.mmdb"), writer.to_bytes().unwrap()).unwrap();
-        let attributor = Attributor::new(Some(db), [], [], []);
+        let attributor = Attributor::new(Some(db), HosterMap::default());
         assert_eq!(attributor.attribute(ip("192.0.2.1")).asn, Some(64_496));
         assert_eq!(
             attributor.attribute(ip("::ffff:192.0.2.1")).asn,
@@ -979,7 +957,7 @@ pub(crate) mod tests {
         assert!(matches!(a.reload(true), Reload::Replaced));
         assert_eq!(asn(&a), Some(64777));
 
-        let none = Attributor::new(None, [], [], []);
+        let none = Attributor::new(None, HosterMap::default());
         assert!(matches!(none.reload(true), Reload::NoDatabase));
     }
 

@@ -39,6 +39,8 @@ use std::time::Duration;
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
+use tdmon_core::hoster::{HosterMap, HosterMapError};
+
 use crate::attribute::DEFAULT_CDN_ASNS;
 
 /// The largest body prefix a check may read to fingerprint it (README.md,
@@ -170,6 +172,40 @@ impl Default for AttributionConfig {
     }
 }
 
+impl AttributionConfig {
+    /// The hoster mapping these settings describe: the worker applies it at
+    /// check time, the report again to the stored addresses and ASNs.
+    pub fn hoster_map(&self) -> Result<HosterMap, ConfigError> {
+        let overrides = self
+            .overrides
+            .iter()
+            .map(|o| {
+                Ok((
+                    parse_cidr(&o.cidr, "attribution.override.cidr")?,
+                    o.hoster.clone(),
+                ))
+            })
+            .collect::<Result<Vec<_>, ConfigError>>()?;
+        let merges = self
+            .merge
+            .iter()
+            .flat_map(|m| m.asns.iter().map(|&asn| (asn, m.hoster.clone())));
+        let cdn_asns = self.cdn_asns.iter().chain(&self.extra_cdn_asns).copied();
+        HosterMap::new(merges, overrides, cdn_asns).map_err(|error| match error {
+            HosterMapError::EmptyName("merge") => ConfigError::Empty {
+                key: "attribution.merge.hoster",
+            },
+            HosterMapError::EmptyName(_) => ConfigError::Empty {
+                key: "attribution.override.hoster",
+            },
+            HosterMapError::MergeConflict { asn, first, second } => {
+                ConfigError::MergeConflict { asn, first, second }
+            }
+            HosterMapError::DuplicateOverride(net) => ConfigError::DuplicateOverride(net),
+        })
+    }
+}
+
 /// `[[worker.attribution.merge]]`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -252,6 +288,8 @@ pub enum ConfigError {
     },
     #[error("worker.{key} must not be empty")]
     Empty { key: &'static str },
+    #[error("worker.attribution.override: {0} is listed twice")]
+    DuplicateOverride(IpNet),
 }
 
 /// The validated worker settings: every timeout and limit positive, every CIDR
@@ -297,9 +335,7 @@ pub(crate) struct LimitSettings {
 pub(crate) struct AttributionSettings {
     pub(crate) asn_db: Option<PathBuf>,
     pub(crate) watch_interval: Duration,
-    pub(crate) merges: Vec<(u32, String)>,
-    pub(crate) overrides: Vec<(IpNet, String)>,
-    pub(crate) cdn_asns: Vec<u32>,
+    pub(crate) hosters: HosterMap,
 }
 
 impl WorkerSettings {
@@ -338,6 +374,11 @@ impl WorkerSettings {
     /// The ASN database to attribute with, if any.
     pub fn asn_db(&self) -> Option<&std::path::Path> {
         self.attribution.asn_db.as_deref()
+    }
+
+    /// The hoster mapping (merges, overrides, CDN ASNs) in force.
+    pub fn hoster_map(&self) -> &HosterMap {
+        &self.attribution.hosters
     }
 }
 
@@ -425,42 +466,7 @@ impl WorkerConfig {
             max_backoff: self.limits.max_backoff,
         };
 
-        let mut merges: Vec<(u32, String)> = Vec::new();
-        for merge in &self.attribution.merge {
-            if merge.hoster.trim().is_empty() {
-                return Err(ConfigError::Empty {
-                    key: "attribution.merge.hoster",
-                });
-            }
-            for &asn in &merge.asns {
-                if let Some((_, first)) =
-                    merges.iter().find(|(a, h)| *a == asn && *h != merge.hoster)
-                {
-                    return Err(ConfigError::MergeConflict {
-                        asn,
-                        first: first.clone(),
-                        second: merge.hoster.clone(),
-                    });
-                }
-                merges.push((asn, merge.hoster.clone()));
-            }
-        }
-        let overrides = self
-            .attribution
-            .overrides
-            .iter()
-            .map(|o| {
-                if o.hoster.trim().is_empty() {
-                    return Err(ConfigError::Empty {
-                        key: "attribution.override.hoster",
-                    });
-                }
-                Ok((
-                    parse_cidr(&o.cidr, "attribution.override.cidr")?,
-                    o.hoster.clone(),
-                ))
-            })
-            .collect::<Result<_, _>>()?;
+        let hosters = self.attribution.hoster_map()?;
 
         let version = env!("CARGO_PKG_VERSION");
         let user_agent = match self.contact.trim() {
@@ -487,14 +493,7 @@ impl WorkerConfig {
                     self.attribution.watch_interval,
                     "attribution.watch_interval",
                 )?,
-                merges,
-                overrides,
-                cdn_asns: self
-                    .attribution
-                    .cdn_asns
-                    .into_iter()
-                    .chain(self.attribution.extra_cdn_asns)
-                    .collect(),
+                hosters,
             },
         })
     }
@@ -563,33 +562,37 @@ mod tests {
         assert_eq!(settings.total_timeout, Duration::from_secs(30));
         assert_eq!(settings.limits.per_ip_interval, Duration::from_millis(500));
         assert!(settings.user_agent.ends_with("(+mailto:ops@hotline.test)"));
-        assert_eq!(settings.attribution.merges.len(), 2);
-        assert!(settings.attribution.cdn_asns.contains(&64500));
-        assert!(settings.attribution.cdn_asns.contains(&13335), "extended");
-        assert_eq!(settings.attribution.overrides[0].1, "Reseller");
+        let hosters = settings.hoster_map();
+        assert_eq!(hosters.merges().values().map(Vec::len).sum::<usize>(), 2);
+        assert!(hosters.is_cdn(Some(64500)));
+        assert!(hosters.is_cdn(Some(13335)), "extended");
+        assert_eq!(hosters.overrides()[0].1, "Reseller");
     }
 
     #[test]
     fn cdn_asns_default_to_the_shipped_list_which_a_list_replaces() {
         let defaults = WorkerConfig::default().validate().unwrap();
         let default_asns: Vec<u32> = DEFAULT_CDN_ASNS.iter().map(|&(asn, _)| asn).collect();
-        assert_eq!(defaults.attribution.cdn_asns, default_asns);
+        let mut sorted = default_asns.clone();
+        sorted.sort_unstable();
+        assert!(defaults.hoster_map().cdn_asns().eq(sorted));
         assert!(default_asns.contains(&13335) && default_asns.contains(&54113));
 
         let file: File =
             toml::from_str("[worker.attribution]\ncdn_asns = [64500]\nextra_cdn_asns = [64501]\n")
                 .unwrap();
         let settings = file.worker.validate().unwrap();
-        assert_eq!(settings.attribution.cdn_asns, [64500, 64501]);
+        assert!(settings.hoster_map().cdn_asns().eq([64500, 64501]));
 
         let file: File = toml::from_str("[worker.attribution]\ncdn_asns = []\n").unwrap();
         assert!(
             file.worker
                 .validate()
                 .unwrap()
-                .attribution
-                .cdn_asns
-                .is_empty()
+                .hoster_map()
+                .cdn_asns()
+                .next()
+                .is_none()
         );
     }
 

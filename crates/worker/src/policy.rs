@@ -11,9 +11,10 @@
 //! outright: they tunnel to an address we cannot vet.
 
 use std::fmt;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr};
 
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
+use tdmon_core::hoster::embedded_v4;
 
 /// Why an address is special, for the refusal message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,22 +98,6 @@ fn special_v4(v4: Ipv4Addr) -> Option<SpecialRange> {
         .filter(|(cidr, _)| cidr.parse::<Ipv4Net>().is_ok_and(|net| net.contains(&v4)))
         .max_by_key(|(cidr, _)| cidr.parse::<Ipv4Net>().map_or(0, |n| n.prefix_len()))
         .map(|&(cidr, name)| SpecialRange { cidr, name })
-}
-
-/// The IPv4 address an IPv4-mapped, IPv4-translated or NAT64 (well-known
-/// prefix) address carries.
-pub(crate) fn embedded_v4(v6: Ipv6Addr) -> Option<Ipv4Addr> {
-    if let Some(v4) = v6.to_ipv4_mapped() {
-        return Some(v4);
-    }
-    const TRANSLATED: [u16; 6] = [0, 0, 0, 0, 0xffff, 0];
-    const NAT64: [u16; 6] = [0x64, 0xff9b, 0, 0, 0, 0];
-    let prefix = &v6.segments()[..6];
-    if prefix == TRANSLATED || prefix == NAT64 {
-        let [.., a, b, c, d] = v6.octets();
-        return Some(Ipv4Addr::new(a, b, c, d));
-    }
-    None
 }
 
 /// The policy: special-purpose ranges refused unless the allow-list admits them.

@@ -104,6 +104,7 @@ async fn demo(
             shutdown.cancel();
         })
     };
+    let report_path;
     let states = if distributed {
         let settings = crate::config::layered(file, std::env::vars(), overrides, imposed)?;
         let mut cluster = Cluster::start(&config, &settings, &out).await?;
@@ -129,9 +130,11 @@ async fn demo(
         .await;
         let stopped = cluster.stop().await;
         let states = cluster.store().all_states().await;
+        let written = write_report(cluster.store(), &config, &out).await;
         cluster.remove().await?;
         monitored?;
         stopped?;
+        report_path = written?;
         states?
     } else {
         let store = super::run::open(&config.store.url, &config).await?;
@@ -144,6 +147,7 @@ async fn demo(
         let _ = progress.await;
         let store = super::run::open(&config.store.url, &config).await?;
         let states = store.all_states().await?;
+        report_path = write_report(&store, &config, &out).await?;
         store.close().await;
         states
     };
@@ -169,7 +173,28 @@ async fn demo(
     print!("{summary}");
     std::fs::write(out.join("summary.txt"), &summary)?;
     std::fs::write(out.join("truth.json"), truth_json(&truth)?)?;
+    println!("report: {}", report_path.display());
     Ok(Exit::Success)
+}
+
+/// Writes `report.html` into `out` from the demo's store.
+async fn write_report(
+    store: &tdmon_store::Store,
+    config: &crate::config::Config,
+    out: &Path,
+) -> anyhow::Result<PathBuf> {
+    let inputs = tdmon_report::Inputs {
+        hosters: config.worker.hoster_map(),
+        norms: &config.measurement.norms,
+        period: tdmon_report::Period::default(),
+        by: tdmon_report::GroupBy::Hoster,
+        rank_by: tdmon_report::RankKey::default(),
+        urls_per_group: 200,
+        methodology: super::report::methodology(config, store),
+    };
+    let report = tdmon_report::figures(store, &inputs).await?;
+    let files = super::report::write(&report, crate::cli::ReportOutput::Html, out)?;
+    Ok(files.into_iter().next().expect("one file written"))
 }
 
 /// The built-in scenario: 120 URLs on six hosters, each with its own host name

@@ -5,6 +5,7 @@ pub(crate) mod check;
 pub(crate) mod config;
 pub(crate) mod demo;
 pub(crate) mod notices;
+pub(crate) mod report;
 pub(crate) mod roles;
 pub(crate) mod run;
 pub(crate) mod schedule;

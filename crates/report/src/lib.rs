@@ -1,0 +1,182 @@
+//! tdmon's report: per-hoster (or per-ASN, or per-registrable-domain) figures
+//! of how fast notified content is taken down, read from either store page
+//! by page, with the hoster mapping in force applied to the stored addresses
+//! and ASNs. docs/REPORT.md describes every figure and column;
+//! docs/MEASUREMENT.md the rules behind them.
+//!
+//! ```text
+//! figures(&Store, &Inputs) -> Report        (the library call, e.g. for GET /hosters)
+//! render::{html, csv, json, table}(&Report) -> String
+//! explain(&UrlState, &[Observation], &[Event], &HosterMap, &Norms) -> String
+//! ```
+
+pub mod explain;
+pub mod facts;
+pub mod figures;
+pub mod format;
+pub mod km;
+pub mod render;
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use tdmon_core::hoster::HosterMap;
+use tdmon_core::norm::Norms;
+use tdmon_core::state::UrlState;
+use tdmon_core::{Observation, UrlId};
+use tdmon_store::{Store, StoreError};
+
+pub use crate::explain::explain;
+pub use crate::facts::UrlFacts;
+pub use crate::figures::{GroupBy, Month, RankKey, Row};
+
+/// URLs read from the store per page.
+const PAGE: usize = 1000;
+/// URLs listed with their evidence in one report at most, whatever the
+/// number of groups: the HTML file stays readable (a few MiB).
+pub const MAX_LISTED_URLS: usize = 5_000;
+
+/// Notices whose time lies in `[from, to)`; either end may be open.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Period {
+    pub from: Option<DateTime<Utc>>,
+    pub to: Option<DateTime<Utc>>,
+}
+
+impl Period {
+    pub fn contains(&self, at: DateTime<Utc>) -> bool {
+        self.from.is_none_or(|from| from <= at) && self.to.is_none_or(|to| at < to)
+    }
+}
+
+/// What a report is made of.
+#[derive(Debug, Clone)]
+pub struct Inputs<'a> {
+    pub hosters: &'a HosterMap,
+    pub norms: &'a Norms,
+    pub period: Period,
+    pub by: GroupBy,
+    pub rank_by: RankKey,
+    /// Keep up to this many URLs per group, with their evidence, for the
+    /// HTML report's per-group sections (0: none).
+    pub urls_per_group: usize,
+    /// How the configuration in force is described in the methodology.
+    pub methodology: Methodology,
+}
+
+/// The methodology section, generated from the configuration in force.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Methodology {
+    pub version: String,
+    /// (setting, value) in display order, grouped by section name.
+    pub sections: Vec<(String, Vec<(String, String)>)>,
+}
+
+/// One URL listed in a group's section, with its evidence.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UrlLine {
+    pub facts: UrlFacts,
+    pub evidence: String,
+}
+
+/// The report: rows ranked, totals, monthly trend.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Report {
+    pub generated_at: DateTime<Utc>,
+    pub period: Period,
+    pub by: GroupBy,
+    pub norms: Vec<String>,
+    pub rank_by: String,
+    /// Notice times actually covered: the earliest and latest in the period.
+    pub first_notice: Option<DateTime<Utc>>,
+    pub last_notice: Option<DateTime<Utc>>,
+    pub rows: Vec<Row>,
+    pub totals: Row,
+    pub monthly: Vec<Month>,
+    pub methodology: Methodology,
+    /// Per group key, the listed URLs (HTML only) and how many were left out.
+    #[serde(skip)]
+    pub urls: BTreeMap<String, (Vec<UrlLine>, u64)>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("cannot read the store for the report")]
+pub struct ReportError(#[from] pub StoreError);
+
+/// The report of the notices in `inputs.period`, read from `store` one page
+/// of URLs (and their observations) at a time.
+pub async fn figures(store: &Store, inputs: &Inputs<'_>) -> Result<Report, ReportError> {
+    let norms: Vec<String> = inputs.norms.iter().map(|n| n.to_string()).collect();
+    let mut tally = figures::Tally::new(inputs.by);
+    let mut urls: BTreeMap<String, (Vec<UrlLine>, u64)> = BTreeMap::new();
+    let (mut first_notice, mut last_notice) = (None, None);
+    let mut total_listed = 0;
+    let mut after: Option<UrlId> = None;
+    loop {
+        let page = store.states_after(after, PAGE).await?;
+        let (Some(first), Some(last)) = (page.first(), page.last()) else {
+            break;
+        };
+        after = Some(last.subject.url_id);
+        let observations = store
+            .observations_between(first.subject.url_id, last.subject.url_id)
+            .await?;
+        for (state, observations) in with_observations(&page, &observations) {
+            let at = state.subject.notified_at;
+            if !inputs.period.contains(at) {
+                continue;
+            }
+            first_notice = Some(first_notice.map_or(at, |f: DateTime<Utc>| f.min(at)));
+            last_notice = Some(last_notice.map_or(at, |l: DateTime<Utc>| l.max(at)));
+            let facts = UrlFacts::of(state, observations, inputs.hosters, inputs.norms);
+            tally.add(&facts);
+            if inputs.urls_per_group > 0 {
+                let (listed, left_out) = urls.entry(inputs.by.key(&facts)).or_default();
+                if listed.len() < inputs.urls_per_group && total_listed < MAX_LISTED_URLS {
+                    total_listed += 1;
+                    let evidence = explain(state, observations, &[], inputs.hosters, inputs.norms);
+                    listed.push(UrlLine { facts, evidence });
+                } else {
+                    *left_out += 1;
+                }
+            }
+        }
+        if page.len() < PAGE {
+            break;
+        }
+    }
+    let (rows, totals, monthly) = tally.finish(&norms, &inputs.rank_by);
+    Ok(Report {
+        generated_at: Utc::now(),
+        period: inputs.period,
+        by: inputs.by,
+        norms,
+        rank_by: inputs.rank_by.to_string(),
+        first_notice,
+        last_notice,
+        rows,
+        totals,
+        monthly,
+        methodology: inputs.methodology.clone(),
+        urls,
+    })
+}
+
+/// Pairs each state of a page with its slice of the page's observations
+/// (both ordered by URL id).
+fn with_observations<'a>(
+    states: &'a [UrlState],
+    observations: &'a [Observation],
+) -> impl Iterator<Item = (&'a UrlState, &'a [Observation])> {
+    let mut rest = observations;
+    states.iter().map(move |state| {
+        let id = state.subject.url_id;
+        let skip = rest.iter().take_while(|o| o.url_id < id).count();
+        rest = &rest[skip..];
+        let own = rest.iter().take_while(|o| o.url_id == id).count();
+        let (mine, after) = rest.split_at(own);
+        rest = after;
+        (state, mine)
+    })
+}
