@@ -8,10 +8,16 @@
 //!   the URL ids added, the notices already stored, the lines rejected and
 //!   the duplicates. A JSON array's "line" is the element's position from 1.
 //! - `GET /urls/{id}`: a monitored URL's state, events and observations.
+//! - `GET /hosters`: the current figures per hoster, as `tdmon report
+//!   --format json` gives them over every notice, computed at most once a
+//!   minute (a report reads the whole store; a dashboard polling it must not).
 //!
-//! Both need `Authorization: Bearer <http.token>`: the answers name notified
+//! All need `Authorization: Bearer <http.token>`: the answers name notified
 //! URLs, as sensitive as the notices. Without a configured token the API
 //! answers 403.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use axum::Json;
 use axum::body::Bytes;
@@ -22,10 +28,13 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::json;
 use tdmon_core::UrlId;
+use tdmon_core::hoster::HosterMap;
+use tdmon_core::norm::Norms;
 use tdmon_core::notice::{
     Duplicate, Entry, LineError, Notice, NoticeFileError, NoticeFormat, NoticeParser, NoticeRules,
     TimeWindow, Warning,
 };
+use tdmon_report::{GroupBy, Inputs, Methodology, Period, RankKey, ReportError};
 use tdmon_store::{DuplicateReason, Store};
 
 use crate::Shared;
@@ -34,21 +43,70 @@ use crate::auth::Token;
 /// Notices stored per transaction, as the file intake does.
 const NOTICE_BATCH: usize = 1_000;
 
-/// The API's state: the store and the notice rules in force.
+/// How long the figures of `GET /hosters` are served before they are
+/// computed again.
+pub const FIGURES_MAX_AGE: Duration = Duration::from_secs(60);
+
+/// Figures, and when they were computed.
+type Computed = (Instant, Arc<serde_json::Value>);
+
+/// The API's state: the store, the notice rules, and the hoster mapping and
+/// norms the figures are computed with.
 #[derive(Debug, Clone)]
 pub struct Api {
     store: Store,
     rules: NoticeRules,
+    hosters: Arc<HosterMap>,
+    norms: Arc<Norms>,
+    /// The last figures and when they were computed; one computation at a
+    /// time, the others wait for it.
+    figures: Arc<tokio::sync::Mutex<Option<Computed>>>,
     pub(crate) token: Option<Token>,
 }
 
 impl Api {
-    pub fn new(store: Store, rules: NoticeRules) -> Self {
+    pub fn new(store: Store, rules: NoticeRules, hosters: HosterMap, norms: Norms) -> Self {
         Self {
             store,
             rules,
+            hosters: Arc::new(hosters),
+            norms: Arc::new(norms),
+            figures: Arc::default(),
             token: None,
         }
+    }
+
+    /// The figures per hoster, computed again when older than
+    /// [`FIGURES_MAX_AGE`].
+    async fn hoster_figures(&self) -> Result<Arc<serde_json::Value>, ReportError> {
+        let mut cached = self.figures.lock().await;
+        if let Some((at, figures)) = cached.as_ref()
+            && at.elapsed() < FIGURES_MAX_AGE
+        {
+            return Ok(figures.clone());
+        }
+        let inputs = Inputs {
+            hosters: &self.hosters,
+            norms: &self.norms,
+            period: Period::default(),
+            by: GroupBy::Hoster,
+            rank_by: RankKey::default(),
+            urls_per_group: 0,
+            methodology: Methodology::default(),
+        };
+        let report = tdmon_report::figures(&self.store, &inputs).await?;
+        let figures = Arc::new(json!({
+            "generated_at": report.generated_at,
+            "max_age_seconds": FIGURES_MAX_AGE.as_secs(),
+            "norms": report.norms,
+            "rank_by": report.rank_by,
+            "first_notice": report.first_notice,
+            "last_notice": report.last_notice,
+            "rows": report.rows,
+            "totals": report.totals,
+        }));
+        *cached = Some((Instant::now(), figures.clone()));
+        Ok(figures)
     }
 }
 
@@ -303,6 +361,23 @@ pub(crate) async fn get_url(
         Err(e) => problem(
             StatusCode::SERVICE_UNAVAILABLE,
             &format!("cannot read the store: {}", tdmon_core::error_chain(&e)),
+        ),
+    }
+}
+
+pub(crate) async fn get_hosters(State(shared): State<Shared>, headers: HeaderMap) -> Response {
+    let api = match authorize(shared.parts.api.as_ref(), &headers) {
+        Ok(api) => api,
+        Err(refused) => return *refused,
+    };
+    match api.hoster_figures().await {
+        Ok(figures) => (StatusCode::OK, Json(figures.as_ref().clone())).into_response(),
+        Err(e) => problem(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &format!(
+                "cannot compute the figures: {}",
+                tdmon_core::error_chain(&e)
+            ),
         ),
     }
 }

@@ -99,6 +99,7 @@ fn handlers() -> Vec<(&'static str, Method, Handler)> {
         ("/metrics", Method::GET, get(metrics)),
         ("/notices", Method::POST, post(api::post_notices)),
         ("/urls/{id}", Method::GET, get(api::get_url)),
+        ("/hosters", Method::GET, get(api::get_hosters)),
     ]
 }
 

@@ -6,6 +6,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use serde_json::Value;
+use tdmon_core::hoster::HosterMap;
+use tdmon_core::norm::Norms;
 use tdmon_core::notice::NoticeRules;
 use tdmon_http::{Api, HttpConfig, Parts, Probe, Serving};
 use tdmon_store::Store;
@@ -116,7 +118,12 @@ async fn the_api_takes_notices_shows_urls_and_refuses_what_it_must() {
         .unwrap();
     let parts = Parts {
         probes: vec![("store", tdmon_http::store_probe(store.clone()))],
-        api: Some(Api::new(store.clone(), NoticeRules::default())),
+        api: Some(Api::new(
+            store.clone(),
+            NoticeRules::default(),
+            HosterMap::default(),
+            Norms::default(),
+        )),
         phases_from: Some(store.clone()),
     };
     let server = Server::start(parts, TOKEN, 4096).await;
@@ -243,6 +250,28 @@ async fn the_api_takes_notices_shows_urls_and_refuses_what_it_must() {
         )
         .await;
 
+    let hosters = ("/hosters", "get");
+    let figures: Value = serde_json::from_str(
+        &server
+            .expect(
+                http.get(server.url("/hosters")).bearer_auth(TOKEN),
+                hosters,
+                200,
+            )
+            .await,
+    )
+    .unwrap();
+    assert_eq!(figures["totals"]["notices"], 1, "{figures}");
+    assert_eq!(figures["max_age_seconds"], 60, "{figures}");
+    assert_eq!(
+        figures["rows"].as_array().map(Vec::len),
+        Some(1),
+        "{figures}"
+    );
+    server
+        .expect(http.get(server.url("/hosters")), hosters, 401)
+        .await;
+
     let metrics = server
         .expect(http.get(server.url("/metrics")), ("/metrics", "get"), 200)
         .await;
@@ -266,7 +295,12 @@ async fn without_a_token_or_an_api_writes_are_refused_and_readiness_names_the_fa
         .unwrap();
     let no_token = Parts {
         probes: vec![("broker", failing_probe())],
-        api: Some(Api::new(store.clone(), NoticeRules::default())),
+        api: Some(Api::new(
+            store.clone(),
+            NoticeRules::default(),
+            HosterMap::default(),
+            Norms::default(),
+        )),
         phases_from: None,
     };
     let server = Server::start(no_token, "", 1024).await;

@@ -50,7 +50,12 @@ pub(crate) async fn dispatcher(config: &Config, shutdown: CancellationToken) -> 
             ("store", tdmon_http::store_probe(store.clone())),
             ("broker", broker_probe(&broker)),
         ],
-        api: Some(Api::new(store.clone(), config.notices.clone())),
+        api: Some(Api::new(
+            store.clone(),
+            config.notices.clone(),
+            config.worker.hoster_map().clone(),
+            config.measurement.norms.clone(),
+        )),
         phases_from: Some(store.clone()),
     };
     let http = serve_http(config, parts, &shutdown).await?;

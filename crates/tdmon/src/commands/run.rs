@@ -39,7 +39,12 @@ pub(crate) fn run(args: RunArgs, config: &Config) -> anyhow::Result<Exit> {
         ));
         let parts = tdmon_http::Parts {
             probes: vec![("store", tdmon_http::store_probe(store.clone()))],
-            api: Some(tdmon_http::Api::new(store.clone(), config.notices.clone())),
+            api: Some(tdmon_http::Api::new(
+                store.clone(),
+                config.notices.clone(),
+                config.worker.hoster_map().clone(),
+                config.measurement.norms.clone(),
+            )),
             phases_from: Some(store.clone()),
         };
         let http = crate::distributed::serve_http(config, parts, &shutdown).await?;
