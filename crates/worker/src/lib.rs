@@ -112,6 +112,7 @@ impl Checker {
         // and reading the ASN database again when its file is replaced.
         let stop = CancellationToken::new();
         let evicting = limits.clone();
+        let idle = fetcher.clone();
         let watched = attributor.clone();
         let stopped = stop.clone();
         let every = settings.limits.evict_interval;
@@ -124,7 +125,10 @@ impl Checker {
             loop {
                 tokio::select! {
                     () = stopped.cancelled() => break,
-                    _ = evict.tick() => evicting.evict(),
+                    _ = evict.tick() => {
+                        evicting.evict();
+                        idle.evict();
+                    }
                     _ = watch.tick() => {
                         let watched = watched.clone();
                         let _ = tokio::task::spawn_blocking(move || watched.reload(false)).await;
@@ -366,6 +370,7 @@ impl Checker {
                 last_modified: head.last_modified.clone(),
                 location: None,
                 redirects: Vec::new(),
+                connection_reused: head.reused,
             };
 
             if matches!(head.status, 301 | 302 | 303 | 307 | 308) {
