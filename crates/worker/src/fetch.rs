@@ -153,10 +153,22 @@ struct Idle {
     since: Instant,
 }
 
-/// Idle connections by what they may serve. Bounded by their idle time: each
-/// take sweeps out the expired ones of its key, and [`Fetcher::evict`] the
-/// rest.
-type Pool = Mutex<HashMap<PoolKey, Vec<Idle>>>;
+/// Idle connections by what they may serve, bounded three ways: their idle
+/// time ([`Fetcher::evict`], every second), [`IDLE_PER_ADDRESS`] per key, and
+/// [`MAX_IDLE`] in all. Checks of one host in flight at once each open a
+/// connection; keeping every one of them would hold thousands of sockets
+/// open on both sides for nothing.
+#[derive(Debug, Default)]
+struct Pool {
+    by_key: HashMap<PoolKey, Vec<Idle>>,
+    idle: usize,
+}
+
+/// Idle connections kept per address (and TLS name): one check at a time per
+/// address is the polite rate, two leave room for a burst.
+const IDLE_PER_ADDRESS: usize = 2;
+/// Idle connections kept in all.
+const MAX_IDLE: usize = 512;
 
 #[derive(Clone)]
 pub(crate) struct Fetcher {
@@ -170,7 +182,7 @@ pub(crate) struct Fetcher {
     strict: TlsConnector,
     /// Only with `accept_invalid_certs_as_alive`.
     lenient: Option<TlsConnector>,
-    idle: Arc<Pool>,
+    idle: Arc<Mutex<Pool>>,
 }
 
 impl std::fmt::Debug for Fetcher {
@@ -273,13 +285,38 @@ impl Fetcher {
         }
     }
 
-    /// Drops idle connections past their idle time.
+    /// Drops idle connections past their idle time, or closed by the server.
     pub(crate) fn evict(&self) {
-        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
-        idle.retain(|_, conns| {
+        let mut pool = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut kept = 0;
+        pool.by_key.retain(|_, conns| {
             conns.retain(|c| c.since.elapsed() < self.reuse_idle && !c.sender.is_closed());
+            kept += conns.len();
             !conns.is_empty()
         });
+        pool.idle = kept;
+    }
+
+    /// Keeps `sender` for a later request to `key`, within the bounds.
+    fn keep_idle(&self, key: PoolKey, sender: SendRequest<Empty<Bytes>>) {
+        let mut pool = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        if pool.idle >= MAX_IDLE {
+            return;
+        }
+        let conns = pool.by_key.entry(key).or_default();
+        if conns.len() >= IDLE_PER_ADDRESS {
+            return;
+        }
+        conns.push(Idle {
+            sender,
+            since: Instant::now(),
+        });
+        pool.idle += 1;
+    }
+
+    /// Whether idle connections are kept at all (`reuse_idle` above zero).
+    pub(crate) fn reuses(&self) -> bool {
+        !self.reuse_idle.is_zero()
     }
 
     async fn get_with(
@@ -351,19 +388,27 @@ impl Fetcher {
         if self.reuse_idle.is_zero() {
             return None;
         }
-        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut pool = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
         for &ip in addresses {
             let key = PoolKey {
                 remote: SocketAddr::new(ip, port),
                 security: security.clone(),
             };
-            let Some(conns) = idle.get_mut(&key) else {
+            let Some(conns) = pool.by_key.get_mut(&key) else {
                 continue;
             };
+            let mut taken = 0;
+            let mut found = None;
             while let Some(conn) = conns.pop() {
+                taken += 1;
                 if conn.since.elapsed() < self.reuse_idle && conn.sender.is_ready() {
-                    return Some((conn.sender, key));
+                    found = Some(conn.sender);
+                    break;
                 }
+            }
+            pool.idle -= taken;
+            if let Some(sender) = found {
+                return Some((sender, key));
             }
         }
         None
@@ -504,11 +549,7 @@ impl Fetcher {
                 .unwrap_or(false)
         {
             drop(body);
-            let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
-            idle.entry(key).or_default().push(Idle {
-                sender,
-                since: Instant::now(),
-            });
+            self.keep_idle(key, sender);
         }
         // Otherwise the body and the sender are dropped unread, and the
         // connection closes.

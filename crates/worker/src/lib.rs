@@ -122,13 +122,14 @@ impl Checker {
             evict.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             let mut watch = tokio::time::interval_at(Instant::now() + look, look);
             watch.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            // Idle connections go within a second of their idle time.
+            let mut sweep = tokio::time::interval(Duration::from_secs(1));
+            sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tokio::select! {
                     () = stopped.cancelled() => break,
-                    _ = evict.tick() => {
-                        evicting.evict();
-                        idle.evict();
-                    }
+                    _ = evict.tick() => evicting.evict(),
+                    _ = sweep.tick(), if idle.reuses() => idle.evict(),
                     _ = watch.tick() => {
                         let watched = watched.clone();
                         let _ = tokio::task::spawn_blocking(move || watched.reload(false)).await;
