@@ -126,6 +126,10 @@ pub struct HttpResult {
     /// Every redirect followed, in order; empty when the first response was final.
     #[serde(default)]
     pub redirects: Vec<RedirectHop>,
+    /// The final response came over a connection an earlier request to the
+    /// same address had opened (worker.reuse_idle); false for a new one.
+    #[serde(default)]
+    pub connection_reused: bool,
 }
 
 /// Who an address belongs to.

@@ -784,6 +784,7 @@ fn observe(rng: &mut Rng, due: &DueUrl, now: DateTime<Utc>) -> Observation {
             } else {
                 Vec::new()
             },
+            connection_reused: rng.below(2) == 0,
         }),
         Outcome::HttpNotFound | Outcome::HttpForbidden => Some(HttpResult {
             status: if outcome == Outcome::HttpNotFound {

@@ -471,13 +471,13 @@ macro_rules! impl_store {
                 applied.unknown_url = unknown.iter().map(|o| o.job_id).collect();
 
                 let mut inserted = HashSet::with_capacity(known.len());
-                for chunk in chunks_for(&known, 26) {
+                for chunk in chunks_for(&known, 27) {
                     let mut qb = QueryBuilder::<Db>::new(
                         "INSERT INTO observations (job_id, url_id, url, worker, started_at, \
                          answered_at, duration_ms, dns_outcome, dns_answers, ip, asn, as_org, hoster, cdn, \
                          http_status, content_type, content_length, etag, last_modified, \
-                         location, redirects, tls_error, fingerprint, outcome, verdict, \
-                         stored_at) ",
+                         location, redirects, connection_reused, tls_error, fingerprint, \
+                         outcome, verdict, stored_at) ",
                     );
                     qb.push_values(chunk, |mut row, obs| {
                         let c = ObservationColumns::new(obs);
@@ -502,6 +502,7 @@ macro_rules! impl_store {
                             .push_bind(c.last_modified)
                             .push_bind(c.location)
                             .push_bind(c.redirects.map(Json))
+                            .push_bind(c.connection_reused)
                             .push_bind(c.tls_error)
                             .push_bind(c.fingerprint)
                             .push_bind(c.outcome)
@@ -711,8 +712,8 @@ macro_rules! impl_store {
                     "SELECT job_id, url_id, url, worker, started_at, answered_at, duration_ms, \
                      dns_outcome, \
                      dns_answers, ip, asn, as_org, hoster, cdn, http_status, content_type, \
-                     content_length, etag, last_modified, location, redirects, tls_error, \
-                     fingerprint, outcome, verdict \
+                     content_length, etag, last_modified, location, redirects, \
+                     connection_reused, tls_error, fingerprint, outcome, verdict \
                      FROM observations WHERE url_id = $1 ORDER BY started_at, job_id",
                 )
                 .bind(url_id)
@@ -858,6 +859,7 @@ macro_rules! impl_store {
                 last_modified: get(row, "last_modified")?,
                 location: get(row, "location")?,
                 redirects: json_opt(row, "redirects", &what)?,
+                connection_reused: get(row, "connection_reused")?,
                 tls_error: get(row, "tls_error")?,
                 fingerprint: get(row, "fingerprint")?,
                 outcome: get(row, "outcome")?,

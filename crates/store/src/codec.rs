@@ -79,6 +79,7 @@ pub(crate) struct ObservationColumns {
     pub last_modified: Option<String>,
     pub location: Option<String>,
     pub redirects: Option<Value>,
+    pub connection_reused: bool,
     pub tls_error: Option<String>,
     pub fingerprint: Option<String>,
     pub outcome: String,
@@ -110,6 +111,7 @@ impl ObservationColumns {
             last_modified: http.and_then(|h| h.last_modified.clone()),
             location: http.and_then(|h| h.location.clone()),
             redirects: http.map(|h| to_json(&h.redirects)),
+            connection_reused: http.is_some_and(|h| h.connection_reused),
             tls_error: obs.tls_error.clone(),
             fingerprint: obs.fingerprint.clone(),
             outcome: obs.outcome.as_str().to_owned(),
@@ -133,6 +135,7 @@ impl ObservationColumns {
                     Some(value) => from_json::<Vec<RedirectHop>>(&what, value)?,
                     None => Vec::new(),
                 },
+                connection_reused: self.connection_reused,
             }),
         };
         let ip = self

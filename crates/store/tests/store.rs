@@ -696,6 +696,7 @@ async fn observations_round_trip_every_field(db: &TestDb) {
                 status: 308,
             },
         ],
+        connection_reused: true,
     });
     full.tls_error = Some("certificate expired".into());
     full.outcome = Outcome::HttpNotFound;

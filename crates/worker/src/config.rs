@@ -76,6 +76,14 @@ pub struct WorkerConfig {
     pub accept_invalid_certs_as_alive: bool,
     /// PEM files with extra trust roots (a private CA, the simulated network's).
     pub extra_root_certs: Vec<PathBuf>,
+    /// The socket receive buffer of a check's connection, in bytes, set
+    /// before connecting: about what a hoster sends before a headers-only
+    /// check closes. 0 leaves the system's default (which grows to MiBs).
+    pub receive_buffer: u32,
+    /// How long a connection may wait idle for another check to the same
+    /// address; 0 opens a new connection for every request.
+    #[serde(with = "tdmon_core::duration")]
+    pub reuse_idle: Duration,
     pub resolver: ResolverConfig,
     pub policy: PolicyConfig,
     pub limits: LimitsConfig,
@@ -234,6 +242,8 @@ impl Default for WorkerConfig {
             max_header_fields: 100,
             accept_invalid_certs_as_alive: false,
             extra_root_certs: Vec::new(),
+            receive_buffer: 16 * 1024,
+            reuse_idle: Duration::from_secs(3),
             resolver: ResolverConfig::default(),
             policy: PolicyConfig::default(),
             limits: LimitsConfig::default(),
@@ -305,6 +315,8 @@ pub struct WorkerSettings {
     pub(crate) max_header_fields: usize,
     pub(crate) accept_invalid_certs_as_alive: bool,
     pub(crate) extra_root_certs: Vec<PathBuf>,
+    pub(crate) receive_buffer: Option<u32>,
+    pub(crate) reuse_idle: Duration,
     pub(crate) resolver: ResolverSettings,
     pub(crate) allow: Vec<IpNet>,
     pub(crate) limits: LimitSettings,
@@ -484,6 +496,8 @@ impl WorkerConfig {
             max_header_fields: self.max_header_fields,
             accept_invalid_certs_as_alive: self.accept_invalid_certs_as_alive,
             extra_root_certs: self.extra_root_certs,
+            receive_buffer: (self.receive_buffer > 0).then_some(self.receive_buffer),
+            reuse_idle: self.reuse_idle,
             resolver,
             allow,
             limits,

@@ -112,6 +112,7 @@ impl Checker {
         // and reading the ASN database again when its file is replaced.
         let stop = CancellationToken::new();
         let evicting = limits.clone();
+        let idle = fetcher.clone();
         let watched = attributor.clone();
         let stopped = stop.clone();
         let every = settings.limits.evict_interval;
@@ -121,10 +122,14 @@ impl Checker {
             evict.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             let mut watch = tokio::time::interval_at(Instant::now() + look, look);
             watch.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            // Idle connections go within a second of their idle time.
+            let mut sweep = tokio::time::interval(Duration::from_secs(1));
+            sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tokio::select! {
                     () = stopped.cancelled() => break,
                     _ = evict.tick() => evicting.evict(),
+                    _ = sweep.tick(), if idle.reuses() => idle.evict(),
                     _ = watch.tick() => {
                         let watched = watched.clone();
                         let _ = tokio::task::spawn_blocking(move || watched.reload(false)).await;
@@ -393,6 +398,7 @@ impl Checker {
                 last_modified: head.last_modified.clone(),
                 location: None,
                 redirects: Vec::new(),
+                connection_reused: head.reused,
             };
 
             if matches!(head.status, 301 | 302 | 303 | 307 | 308) {

@@ -1,22 +1,15 @@
 //! Name resolution: one shared, caching hickory resolver, whose failures are
-//! told apart (NXDOMAIN, no records, SERVFAIL, timeout), and the resolver the
-//! HTTP client connects through, which never asks DNS itself.
+//! told apart (NXDOMAIN, no records, SERVFAIL, timeout), and the addresses a
+//! request may connect to.
 //!
 //! A check looks each host up once, keeps the addresses the target policy
-//! admits ([`Admitted`]) and makes the request to that host inside
-//! [`Admitted::scope`]: reqwest's resolver ([`AdmittedOnly`]) answers with
-//! those addresses and nothing else. So the connection comes from the answer
-//! the observation records, and a name that changes after the lookup (DNS
-//! rebinding) cannot lead a connection anywhere the check did not admit.
-//!
-//! The addresses reach reqwest's resolver as a task-local value set around the
-//! request, because that resolver is told only the host name while many
-//! checks of one host, with different answers, may be in flight. The client
-//! connects inside the request's own task (it keeps no pool, so it never
-//! connects in the background); a resolution outside a scope, or of another
-//! name, fails, so the client cannot connect anywhere else.
+//! admits ([`Admitted`]) and hands them to the fetch, which connects (or
+//! takes an idle connection) only to those, for that host only. So the
+//! connection comes from the answer the observation records, and a name that
+//! changes after the lookup (DNS rebinding) cannot lead a connection anywhere
+//! the check did not admit.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -185,11 +178,6 @@ pub(crate) struct Admitted {
     addrs: Arc<[IpAddr]>,
 }
 
-tokio::task_local! {
-    /// The addresses the request in progress may connect to.
-    static CONNECT_TO: Admitted;
-}
-
 impl Admitted {
     /// The addresses of `answer` (for `host`) that `policy` admits; `None`
     /// when it admits none.
@@ -206,13 +194,9 @@ impl Admitted {
         self.addrs[0]
     }
 
-    /// Runs `request` with these addresses as the only ones its connections
-    /// may use.
-    pub(crate) async fn scope<F: Future>(&self, request: F) -> F::Output {
-        CONNECT_TO.scope(self.clone(), request).await
-    }
-
-    fn addresses_of(&self, host: &str) -> Option<Arc<[IpAddr]>> {
+    /// Where a request to `host` may connect: the admitted addresses when
+    /// `host` is the name they were looked up for, else nowhere.
+    pub(crate) fn addresses_of(&self, host: &str) -> Option<Arc<[IpAddr]>> {
         let same = self
             .host
             .trim_end_matches('.')
@@ -221,44 +205,17 @@ impl Admitted {
     }
 }
 
-/// reqwest's resolver: the addresses of the [`Admitted::scope`] the request
-/// runs in, for its host only.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct AdmittedOnly;
-
-/// The HTTP client asked for a host the check admitted no address of.
+/// The client was asked for a host the check admitted no address of.
 #[derive(Debug, thiserror::Error)]
 #[error("no address of {host} was admitted for this request")]
 pub(crate) struct NoAdmittedAddress {
-    host: String,
-}
-
-impl reqwest::dns::Resolve for AdmittedOnly {
-    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
-        let host = name.as_str();
-        let admitted = CONNECT_TO
-            .try_with(|admitted| admitted.addresses_of(host))
-            .ok()
-            .flatten();
-        let resolved = match admitted {
-            Some(addrs) => {
-                let addrs: Vec<SocketAddr> =
-                    addrs.iter().map(|&ip| SocketAddr::new(ip, 0)).collect();
-                Ok(Box::new(addrs.into_iter()) as reqwest::dns::Addrs)
-            }
-            None => Err(Box::new(NoAdmittedAddress {
-                host: host.to_owned(),
-            }) as Box<dyn std::error::Error + Send + Sync>),
-        };
-        Box::pin(std::future::ready(resolved))
-    }
+    pub(crate) host: String,
 }
 
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
 
-    use reqwest::dns::Resolve;
     use tdmon_simnet::{Hoster, Scenario, SimNet, SimNetOptions, UrlSpec};
 
     use super::*;
@@ -273,27 +230,13 @@ mod tests {
         }
     }
 
-    type Connected = Result<Vec<SocketAddr>, String>;
-
-    /// What reqwest's resolver gives a connection to `host` inside `scope`.
-    async fn connect(scope: Option<&Admitted>, host: &str) -> Connected {
-        let resolve = async {
-            AdmittedOnly
-                .resolve(host.parse().unwrap())
-                .await
-                .map(Iterator::collect)
-                .map_err(|e| e.to_string())
-        };
-        match scope {
-            Some(admitted) => admitted.scope(resolve).await,
-            None => resolve.await,
-        }
+    /// Where a request to `host` may connect with `admitted`.
+    fn connect(admitted: &Admitted, host: &str) -> Option<Vec<IpAddr>> {
+        admitted.addresses_of(host).map(|addrs| addrs.to_vec())
     }
 
-    fn addrs(ips: &[&str]) -> Vec<SocketAddr> {
-        ips.iter()
-            .map(|ip| SocketAddr::new(ip.parse().unwrap(), 0))
-            .collect()
+    fn addrs(ips: &[&str]) -> Option<Vec<IpAddr>> {
+        Some(ips.iter().map(|ip| ip.parse().unwrap()).collect())
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -320,17 +263,18 @@ mod tests {
 
         let (_, stay) = admit("stay.in").await;
         let stay = stay.expect("admitted");
+        assert_eq!(connect(&stay, &name("stay.in")), addrs(&["127.10.1.1"]));
         assert_eq!(
-            connect(Some(&stay), &name("stay.in")).await,
-            Ok(addrs(&["127.10.1.1"]))
+            connect(&stay, &format!("{}.", name("STAY.in"))),
+            addrs(&["127.10.1.1"]),
+            "the same name, written otherwise"
         );
         // Outside the policy: nothing admitted, nothing to connect to.
         let (answer, out) = admit("out.out").await;
         assert_eq!(answer, ["127.20.0.1".parse::<IpAddr>().unwrap()]);
         assert_eq!(out, None);
-        // Another name than the scope's, or no scope: refused.
-        assert!(connect(Some(&stay), &name("out.out")).await.is_err());
-        assert!(connect(None, &name("stay.in")).await.is_err());
+        // Another name than the one looked up: nowhere.
+        assert_eq!(connect(&stay, &name("out.out")), None);
 
         // The check's own lookup sees an admitted address...
         let (_, rebind) = admit("rebind.in").await;
@@ -341,43 +285,13 @@ mod tests {
         net.advance(Duration::from_secs(120));
         tokio::time::sleep(Duration::from_millis(1100)).await;
         let queries = net.counters().total_dns_queries();
-        assert_eq!(
-            connect(Some(&rebind), &name("rebind.in")).await,
-            Ok(addrs(&["127.10.1.1"]))
-        );
+        assert_eq!(connect(&rebind, &name("rebind.in")), addrs(&["127.10.1.1"]));
         assert_eq!(net.counters().total_dns_queries(), queries);
         // A later check's lookup sees the new address, and admits nothing.
         let (answer, moved) = admit("rebind.in").await;
         assert_eq!(answer, ["127.20.0.1".parse::<IpAddr>().unwrap()]);
         assert_eq!(moved, None);
         net.shutdown().await;
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn requests_to_one_host_in_flight_at_once_each_get_their_own_answer() {
-        const CHECKS: u8 = 8;
-        let policy = TargetPolicy::new(vec!["127.10.0.0/16".parse().unwrap()]);
-        let host = "shared.sim.test";
-        let together = Arc::new(tokio::sync::Barrier::new(CHECKS.into()));
-        let requests: Vec<_> = (1..=CHECKS)
-            .map(|i| {
-                let answer = [IpAddr::from([127, 10, 1, i])];
-                let admitted = Admitted::new(host, &answer, &policy).unwrap();
-                let together = together.clone();
-                tokio::spawn(async move {
-                    admitted
-                        .scope(async {
-                            together.wait().await;
-                            connect(None, host).await
-                        })
-                        .await
-                })
-            })
-            .collect();
-        for (i, request) in (1..=CHECKS).zip(requests) {
-            let own = SocketAddr::new(IpAddr::from([127, 10, 1, i]), 0);
-            assert_eq!(request.await.unwrap(), Ok(vec![own]));
-        }
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

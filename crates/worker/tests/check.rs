@@ -1380,3 +1380,80 @@ async fn a_replaced_asn_database_attributes_later_checks_and_fails_none() {
 fn newly_attributed(seen: &[(Verdict, Option<u32>)]) -> usize {
     seen.iter().filter(|(_, asn)| *asn == Some(64999)).count()
 }
+
+/// A connection is reused only to an address the check's own fresh answer
+/// admitted: a URL that moved is checked at its new address on a new
+/// connection, while the old connection still waits idle; and each
+/// observation says whether its connection was reused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reused_connection_never_serves_a_check_whose_answer_left_its_address() {
+    let net = SimNet::start(
+        hosters()
+            .url(UrlSpec::new("stay.alpha", "/page.html", "Alpha"))
+            .url(
+                UrlSpec::new("mover.alpha", "/page.html", "Alpha")
+                    .moves_to("Beta", Duration::from_secs(3600)),
+            ),
+        SimNetOptions::manual_clock(),
+    )
+    .await
+    .unwrap();
+    let mut cfg = config(&net);
+    cfg.resolver.max_ttl = Duration::from_millis(1);
+    cfg.reuse_idle = Duration::from_secs(20);
+    let checker = checker(cfg);
+    let mover = url(&net, "mover.alpha", "/page.html");
+    let connections = || net.counters().connections().values().sum::<u64>();
+
+    let first = checker.check(&job(&mover)).await;
+    assert_outcome(&first, Outcome::Served, Verdict::Online);
+    assert!(in_prefix(first.ip, ALPHA));
+    assert!(!first.http.as_ref().unwrap().connection_reused);
+    let second = checker.check(&job(&mover)).await;
+    assert_outcome(&second, Outcome::Served, Verdict::Online);
+    assert_eq!(second.ip, first.ip);
+    assert!(
+        second.http.as_ref().unwrap().connection_reused,
+        "the same answer: reused"
+    );
+    assert_eq!(connections(), 1);
+
+    net.advance(Duration::from_secs(2 * 3600));
+    // The old answer may live in the cache for the record's TTL.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let moved = checker.check(&job(&mover)).await;
+    assert_outcome(&moved, Outcome::Served, Verdict::Online);
+    assert!(in_prefix(moved.ip, BETA), "{:?}", moved.ip);
+    assert_eq!(moved.asn, Some(64502));
+    assert!(!moved.http.as_ref().unwrap().connection_reused);
+    assert_eq!(connections(), 2, "a new connection, to the new address");
+    let beta = moved.ip.unwrap();
+    assert_eq!(net.counters().requests_per_address().get(&beta), Some(&1));
+
+    // The idle connection to Alpha is still there, for checks whose answer
+    // holds Alpha's address.
+    let stay = url(&net, "stay.alpha", "/page.html");
+    let stayed = checker.check(&job(&stay)).await;
+    assert_outcome(&stayed, Outcome::Served, Verdict::Online);
+    if stayed.ip == first.ip {
+        assert!(stayed.http.as_ref().unwrap().connection_reused);
+    }
+    net.shutdown().await;
+}
+
+/// With `reuse_idle = 0` every request has a connection of its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reuse_can_be_turned_off() {
+    let net = start(hosters().url(UrlSpec::new("a.alpha", "/page.html", "Alpha"))).await;
+    let mut cfg = config(&net);
+    cfg.reuse_idle = Duration::ZERO;
+    let checker = checker(cfg);
+    let page = url(&net, "a.alpha", "/page.html");
+    for _ in 0..3 {
+        let obs = checker.check(&job(&page)).await;
+        assert_outcome(&obs, Outcome::Served, Verdict::Online);
+        assert!(!obs.http.as_ref().unwrap().connection_reused);
+    }
+    assert_eq!(net.counters().connections().values().sum::<u64>(), 3);
+    net.shutdown().await;
+}
