@@ -27,6 +27,17 @@ use tdmon_core::state::Phase;
 
 use crate::codec::micros;
 
+/// The columns an observation is read from, in one place for every query
+/// that reads observations ([`decode_observation`]).
+macro_rules! observation_columns {
+    () => {
+        "job_id, url_id, url, worker, started_at, answered_at, duration_ms, dns_outcome, \
+         dns_answers, ip, asn, as_org, hoster, cdn, http_status, content_type, \
+         content_length, etag, last_modified, location, redirects, connection_reused, \
+         tls_error, fingerprint, outcome, verdict"
+    };
+}
+
 macro_rules! impl_store {
     ($store:ty) => {
         impl $store {
@@ -709,12 +720,11 @@ macro_rules! impl_store {
                 url_id: UrlId,
             ) -> Result<Vec<Observation>, StoreError> {
                 let rows = sqlx::query(
-                    "SELECT job_id, url_id, url, worker, started_at, answered_at, duration_ms, \
-                     dns_outcome, \
-                     dns_answers, ip, asn, as_org, hoster, cdn, http_status, content_type, \
-                     content_length, etag, last_modified, location, redirects, \
-                     connection_reused, tls_error, fingerprint, outcome, verdict \
-                     FROM observations WHERE url_id = $1 ORDER BY started_at, job_id",
+                    concat!(
+                    "SELECT ",
+                    observation_columns!(),
+                    " FROM observations WHERE url_id = $1 ORDER BY started_at, job_id"
+                ),
                 )
                 .bind(url_id)
                 .fetch_all(&self.reader)
@@ -729,13 +739,12 @@ macro_rules! impl_store {
                 last: UrlId,
             ) -> Result<Vec<Observation>, StoreError> {
                 let rows = sqlx::query(
-                    "SELECT job_id, url_id, url, worker, started_at, answered_at, duration_ms, \
-                     dns_outcome, \
-                     dns_answers, ip, asn, as_org, hoster, cdn, http_status, content_type, \
-                     content_length, etag, last_modified, location, redirects, tls_error, \
-                     fingerprint, outcome, verdict \
-                     FROM observations WHERE url_id BETWEEN $1 AND $2 \
-                     ORDER BY url_id, started_at, job_id",
+                    concat!(
+                    "SELECT ",
+                    observation_columns!(),
+                    " FROM observations WHERE url_id BETWEEN $1 AND $2 \
+                     ORDER BY url_id, started_at, job_id"
+                ),
                 )
                 .bind(first)
                 .bind(last)
