@@ -49,6 +49,8 @@ async fn sighup_rotates_the_asn_database_of_a_running_monitor() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("tdmon run starts");
+    // A failed assertion must not leave the monitor running.
+    let mut stop = KillOnDrop(Some(run.id()));
     let store = Store::open(&store_url).await.expect("the store opens");
     let asns = async || -> Vec<Seen> {
         store
@@ -72,6 +74,7 @@ async fn sighup_rotates_the_asn_database_of_a_running_monitor() {
     let seen = wait_for(&|seen| seen.len() >= 3).await;
     if seen.len() < 3 {
         kill("KILL", run.id());
+        stop.0 = None;
         let output = run.wait_with_output().unwrap();
 
         panic!(
@@ -106,6 +109,7 @@ async fn sighup_rotates_the_asn_database_of_a_running_monitor() {
         "SIGHUP does not stop the monitor"
     );
     kill("TERM", run.id());
+    stop.0 = None;
     let output = run.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "{stderr}");
@@ -120,6 +124,21 @@ async fn sighup_rotates_the_asn_database_of_a_running_monitor() {
             .all(|(_, asn)| *asn == Some(64501)),
         "before the signal, the first database: {seen:?}"
     );
+}
+
+/// Kills the process if the test ends before it was waited for (then its
+/// id may belong to another process: `None`).
+struct KillOnDrop(Option<u32>);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Some(pid) = self.0 {
+            let _ = Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
 }
 
 fn kill(signal: &str, pid: u32) {
