@@ -132,8 +132,6 @@ fn scenario() -> Scenario {
 /// The members' one configuration file: the network, the schema, the bus
 /// prefix, and the schedule compressed like the network's clock.
 fn write_config(net: &SimNet, dir: &Path, schema: &PgSchema, prefix: &str) -> PathBuf {
-    let ca = dir.join("ca.pem");
-    std::fs::write(&ca, net.ca_cert_pem()).unwrap();
     let scale = |h: f64| {
         format!(
             "\"{}ms\"",
@@ -143,11 +141,6 @@ fn write_config(net: &SimNet, dir: &Path, schema: &PgSchema, prefix: &str) -> Pa
     let offsets: Vec<String> = [0.0, 0.25, 0.5, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0]
         .iter()
         .map(|h| scale(*h))
-        .collect();
-    let allow: Vec<String> = net
-        .allowed_cidrs()
-        .iter()
-        .map(|c| format!("\"{c}\""))
         .collect();
     let config = format!(
         r#"
@@ -178,25 +171,7 @@ per_host_interval = "1ms"
 per_host_burst = 100
 [collector]
 linger = "10ms"
-[worker]
-connect_timeout = "2s"
-total_timeout = "4s"
-extra_root_certs = [{ca:?}]
-[worker.resolver]
-nameservers = ["{dns}"]
-timeout = "500ms"
-attempts = 1
-max_ttl = "1ms"
-[worker.policy]
-allow = [{allow}]
-[worker.limits]
-checks_per_second = 2000
-per_ip_interval = "1ms"
-per_ip_burst = 500
-per_ip_concurrency = 32
-[worker.attribution]
-asn_db = {asn_db:?}
-"#,
+{worker}"#,
         delivery_limit = DELIVERY_LIMIT,
         day = scale(24.0),
         hour = scale(1.0),
@@ -206,10 +181,7 @@ asn_db = {asn_db:?}
         offsets = offsets.join(", "),
         url = schema.url,
         schema = schema.name,
-        ca = ca.display().to_string(),
-        dns = net.dns_addr(),
-        allow = allow.join(", "),
-        asn_db = net.asn_db_path().display().to_string(),
+        worker = support::simnet_worker_toml(net, dir, "4s"),
     );
     let path = dir.join("tdmon.toml");
     std::fs::write(&path, config).unwrap();

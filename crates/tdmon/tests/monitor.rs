@@ -3,6 +3,8 @@
 //! second), on SQLite and on the real PostgreSQL, and what it stored is
 //! compared with the network's ground truth.
 
+mod support;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
@@ -159,8 +161,6 @@ impl Drop for TestStore {
 /// The configuration that points tdmon at the network, with the default
 /// schedule compressed like the network's clock.
 fn write_config(net: &SimNet, dir: &Path, store: &TestStore) -> PathBuf {
-    let ca = dir.join("ca.pem");
-    std::fs::write(&ca, net.ca_cert_pem()).unwrap();
     let scale = |secs: f64| format!("\"{}ms\"", (secs * 1000.0 / TIME_SCALE).round() as u64);
     let offsets: Vec<String> = [
         0.0, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 12.0, 16.0, 20.0, 22.0, 23.0, 24.0, 25.0, 36.0, 48.0,
@@ -168,11 +168,6 @@ fn write_config(net: &SimNet, dir: &Path, store: &TestStore) -> PathBuf {
     .iter()
     .map(|h| scale(h * 3600.0))
     .collect();
-    let allow: Vec<String> = net
-        .allowed_cidrs()
-        .iter()
-        .map(|c| format!("\"{c}\""))
-        .collect();
     let schema = store
         .schema
         .as_ref()
@@ -202,25 +197,7 @@ per_host_interval = "1ms"
 per_host_burst = 100
 [collector]
 linger = "10ms"
-[worker]
-connect_timeout = "2s"
-total_timeout = "4s"
-extra_root_certs = [{ca:?}]
-[worker.resolver]
-nameservers = ["{dns}"]
-timeout = "500ms"
-attempts = 1
-max_ttl = "1ms"
-[worker.policy]
-allow = [{allow}]
-[worker.limits]
-checks_per_second = 2000
-per_ip_interval = "1ms"
-per_ip_burst = 500
-per_ip_concurrency = 32
-[worker.attribution]
-asn_db = {asn_db:?}
-"#,
+{worker}"#,
         day = scale(86_400.0),
         horizon = scale(90.0 * 86_400.0),
         quarter = scale(900.0),
@@ -229,10 +206,7 @@ asn_db = {asn_db:?}
         half_hour = scale(1800.0),
         offsets = offsets.join(", "),
         url = store.url,
-        ca = ca.display().to_string(),
-        dns = net.dns_addr(),
-        allow = allow.join(", "),
-        asn_db = net.asn_db_path().display().to_string(),
+        worker = support::simnet_worker_toml(net, dir, "4s"),
     );
     let path = dir.join("tdmon.toml");
     std::fs::write(&path, config).unwrap();

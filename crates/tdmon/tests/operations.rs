@@ -56,17 +56,10 @@ fn scenario() -> Scenario {
 /// Settings that point tdmon at the network on a compressed schedule, with
 /// the HTTP server on a free loopback port.
 fn write_config(net: &SimNet, dir: &Path, store: &str, extra: &str) -> std::path::PathBuf {
-    let ca = dir.join("ca.pem");
-    std::fs::write(&ca, net.ca_cert_pem()).unwrap();
     let scale = |secs: f64| format!("\"{}ms\"", (secs * 1000.0 / TIME_SCALE).round() as u64);
     let offsets: Vec<String> = [0.0, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 12.0, 16.0, 20.0, 24.0]
         .iter()
         .map(|h| scale(h * 3600.0))
-        .collect();
-    let allow: Vec<String> = net
-        .allowed_cidrs()
-        .iter()
-        .map(|c| format!("\"{c}\""))
         .collect();
     let config = format!(
         r#"
@@ -94,25 +87,7 @@ per_host_interval = "1ms"
 per_host_burst = 100
 [collector]
 linger = "10ms"
-[worker]
-connect_timeout = "2s"
-total_timeout = "3s"
-extra_root_certs = [{ca:?}]
-[worker.resolver]
-nameservers = ["{dns}"]
-timeout = "500ms"
-attempts = 1
-max_ttl = "1ms"
-[worker.policy]
-allow = [{allow}]
-[worker.limits]
-checks_per_second = 2000
-per_ip_interval = "1ms"
-per_ip_burst = 500
-per_ip_concurrency = 32
-[worker.attribution]
-asn_db = {asn_db:?}
-{extra}
+{worker}{extra}
 "#,
         day = scale(86_400.0),
         horizon = scale(30.0 * 86_400.0),
@@ -120,10 +95,7 @@ asn_db = {asn_db:?}
         two_hours = scale(7200.0),
         half_hour = scale(1800.0),
         offsets = offsets.join(", "),
-        ca = ca.display().to_string(),
-        dns = net.dns_addr(),
-        allow = allow.join(", "),
-        asn_db = net.asn_db_path().display().to_string(),
+        worker = support::simnet_worker_toml(net, dir, "3s"),
     );
     let path = dir.join("tdmon.toml");
     std::fs::write(&path, config).unwrap();

@@ -91,3 +91,42 @@ impl Drop for PgSchema {
         }
     }
 }
+
+/// The `[worker]` tables that point tdmon at the simulated network `net`:
+/// its DNS server, its prefixes allowed, its CA (written to `dir`) and ASN
+/// database, short timeouts (`total_timeout` for a whole check) and limits
+/// loose enough never to slow a test. Ends inside `[worker.attribution]`.
+pub fn simnet_worker_toml(net: &tdmon_simnet::SimNet, dir: &Path, total_timeout: &str) -> String {
+    let ca = dir.join("ca.pem");
+    std::fs::write(&ca, net.ca_cert_pem()).unwrap();
+    let allow: Vec<String> = net
+        .allowed_cidrs()
+        .iter()
+        .map(|c| format!("\"{c}\""))
+        .collect();
+    format!(
+        r#"[worker]
+connect_timeout = "2s"
+total_timeout = "{total_timeout}"
+extra_root_certs = [{ca:?}]
+[worker.resolver]
+nameservers = ["{dns}"]
+timeout = "500ms"
+attempts = 1
+max_ttl = "1ms"
+[worker.policy]
+allow = [{allow}]
+[worker.limits]
+checks_per_second = 2000
+per_ip_interval = "1ms"
+per_ip_burst = 500
+per_ip_concurrency = 32
+[worker.attribution]
+asn_db = {asn_db:?}
+"#,
+        ca = ca.display().to_string(),
+        dns = net.dns_addr(),
+        allow = allow.join(", "),
+        asn_db = net.asn_db_path().display().to_string(),
+    )
+}
