@@ -80,22 +80,23 @@ impl HosterMap {
     }
 
     /// The hoster named for an address with this ASN and organisation.
-    pub fn hoster(
-        &self,
+    /// Borrowed, not allocated: the report maps every stored observation.
+    pub fn hoster<'a>(
+        &'a self,
         ip: Option<IpAddr>,
         asn: Option<u32>,
-        as_org: Option<&str>,
-    ) -> Option<String> {
+        as_org: Option<&'a str>,
+    ) -> Option<&'a str> {
         let ip = ip.map(canonical);
         let overridden = ip.and_then(|ip| {
             self.overrides
                 .iter()
                 .find(|(net, _)| net.contains(&ip))
-                .map(|(_, hoster)| hoster.clone())
+                .map(|(_, hoster)| hoster.as_str())
         });
         overridden
-            .or_else(|| asn.and_then(|asn| self.merges.get(&asn).cloned()))
-            .or_else(|| as_org.map(str::to_owned))
+            .or_else(|| asn.and_then(|asn| self.merges.get(&asn).map(String::as_str)))
+            .or(as_org)
     }
 
     /// The ASN belongs to a CDN or reverse proxy.
@@ -171,24 +172,24 @@ mod tests {
         let map = map();
         assert_eq!(
             map.hoster(ip("198.51.100.200"), Some(64501), Some("Org")),
-            Some("Sub".into())
+            Some("Sub")
         );
         assert_eq!(
             map.hoster(ip("198.51.100.5"), Some(64501), Some("Org")),
-            Some("Reseller".into())
+            Some("Reseller")
         );
         assert_eq!(
             map.hoster(ip("::ffff:198.51.100.5"), None, None),
-            Some("Reseller".into()),
+            Some("Reseller"),
             "a mapped IPv6 address is its IPv4 address"
         );
         assert_eq!(
             map.hoster(ip("203.0.113.1"), Some(64502), Some("Alpha Cloud")),
-            Some("Alpha".into())
+            Some("Alpha")
         );
         assert_eq!(
             map.hoster(ip("203.0.113.1"), Some(64999), Some("Other")),
-            Some("Other".into())
+            Some("Other")
         );
         assert_eq!(map.hoster(None, None, None), None);
         assert_eq!(map.merges()["Alpha"], [64501, 64502]);

@@ -480,7 +480,10 @@ impl Attributor {
         let ip = canonical(ip);
         let (asn, as_org) = self.lookup(ip);
         Attribution {
-            hoster: self.hosters.hoster(Some(ip), asn, as_org.as_deref()),
+            hoster: self
+                .hosters
+                .hoster(Some(ip), asn, as_org.as_deref())
+                .map(str::to_owned),
             cdn: self.hosters.is_cdn(asn),
             asn,
             as_org,
