@@ -16,7 +16,9 @@ pub mod state;
 pub mod survival;
 pub mod url;
 
-pub use message::{Bracket, CheckJob, Event, EventKind, Evidence, Observation, Purpose, UrlId};
+pub use message::{
+    Bracket, CheckJob, Event, EventKind, Evidence, Observation, ObservedAddress, Purpose, UrlId,
+};
 pub use outcome::{Outcome, Verdict, VerdictMap};
 
 /// An error and its sources on one line, `outer: inner: root`, for logs that

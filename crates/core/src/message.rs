@@ -144,6 +144,31 @@ pub struct Attribution {
     pub cdn: bool,
 }
 
+/// What the report reads of one observation that reached an address or named
+/// a network: its verdict and the address with its network as stored. The
+/// hoster is mapped again when the report is made, so it is not carried.
+/// Read from the store as a JSON array `[verdict, ip, asn, as_org]`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct ObservedAddress {
+    pub verdict: Verdict,
+    pub ip: Option<IpAddr>,
+    pub asn: Option<u32>,
+    pub as_org: Option<String>,
+}
+
+impl ObservedAddress {
+    /// `observation`'s address and network; `None` when it has neither an
+    /// address nor an ASN.
+    pub fn of(observation: &Observation) -> Option<Self> {
+        (observation.ip.is_some() || observation.asn.is_some()).then(|| Self {
+            verdict: observation.verdict,
+            ip: observation.ip,
+            asn: observation.asn,
+            as_org: observation.as_org.clone(),
+        })
+    }
+}
+
 /// What one check of one URL saw, published by a worker.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Observation {

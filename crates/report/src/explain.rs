@@ -9,7 +9,7 @@ use tdmon_core::hoster::HosterMap;
 use tdmon_core::message::Bracket;
 use tdmon_core::norm::{NormResult, Norms};
 use tdmon_core::state::{UrlState, seconds};
-use tdmon_core::{Event, Evidence, Observation};
+use tdmon_core::{Event, Evidence, Observation, ObservedAddress};
 
 use crate::facts::{Attributed, UrlFacts};
 use crate::format::{duration, optional};
@@ -23,7 +23,11 @@ pub fn explain(
     hosters: &HosterMap,
     norms: &Norms,
 ) -> String {
-    let facts = UrlFacts::of(state, observations, hosters, norms);
+    let observed: Vec<ObservedAddress> = observations
+        .iter()
+        .filter_map(ObservedAddress::of)
+        .collect();
+    let facts = UrlFacts::of(state, &observed, hosters, norms);
     let notified = state.subject.notified_at;
     let mut out = String::new();
     let _ = writeln!(out, "URL {} (id {})", facts.url, facts.url_id);
@@ -58,7 +62,9 @@ pub fn explain(
         "started", "+notice", "outcome", "verdict", "address", "ASN"
     );
     for o in observations {
-        let mapped = Attributed::of(o, hosters);
+        let mapped = ObservedAddress::of(o)
+            .map(|observed| Attributed::of(&observed, hosters))
+            .unwrap_or_default();
         let _ = writeln!(
             out,
             "  {:<26} {:>10} {:<20} {:<13} {:<16} {:>8} {}{}",

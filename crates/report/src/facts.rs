@@ -10,7 +10,7 @@ use tdmon_core::hoster::HosterMap;
 use tdmon_core::norm::{NormResult, Norms};
 use tdmon_core::state::UrlState;
 use tdmon_core::survival::Survival;
-use tdmon_core::{Evidence, Observation, Verdict};
+use tdmon_core::{Evidence, ObservedAddress, Verdict};
 
 /// The URL's attribution at report time.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -24,23 +24,17 @@ pub struct Attributed {
 }
 
 impl Attributed {
-    /// `observation`'s address, ASN and organisation, mapped now.
-    pub fn of(observation: &Observation, hosters: &HosterMap) -> Self {
+    /// `observed`'s address, ASN and organisation, mapped now.
+    pub fn of(observed: &ObservedAddress, hosters: &HosterMap) -> Self {
         Self {
-            ip: observation.ip,
-            asn: observation.asn,
-            as_org: observation.as_org.clone(),
-            hoster: hosters.hoster(
-                observation.ip,
-                observation.asn,
-                observation.as_org.as_deref(),
-            ),
-            cdn: hosters.is_cdn(observation.asn),
+            ip: observed.ip,
+            asn: observed.asn,
+            as_org: observed.as_org.clone(),
+            hoster: hosters
+                .hoster(observed.ip, observed.asn, observed.as_org.as_deref())
+                .map(str::to_owned),
+            cdn: hosters.is_cdn(observed.asn),
         }
-    }
-
-    fn is_known(&self) -> bool {
-        self.ip.is_some() || self.asn.is_some()
     }
 }
 
@@ -79,30 +73,34 @@ pub struct UrlFacts {
 }
 
 impl UrlFacts {
-    /// The facts of `state`, with its stored observations (in `started_at` order).
+    /// The facts of `state`, with the addresses its observations reached (in
+    /// `started_at` order; see [`ObservedAddress::of`]).
     pub fn of(
         state: &UrlState,
-        observations: &[Observation],
+        observed: &[ObservedAddress],
         hosters: &HosterMap,
         norms: &Norms,
     ) -> Self {
-        let attributed: Vec<(Verdict, Attributed)> = observations
+        let is_online = |o: &&ObservedAddress| o.verdict == Verdict::Online;
+        let attribution = observed
             .iter()
-            .map(|o| (o.verdict, Attributed::of(o, hosters)))
-            .filter(|(_, a)| a.is_known())
-            .collect();
-        let online = || {
-            attributed
-                .iter()
-                .filter(|(verdict, _)| *verdict == Verdict::Online)
-        };
-        let attribution = online()
-            .chain(attributed.iter())
-            .map(|(_, a)| a.clone())
-            .next()
+            .find(is_online)
+            .or(observed.first())
+            .map(|o| Attributed::of(o, hosters))
             .unwrap_or_default();
-        let online_hosters: Vec<&Option<String>> = online().map(|(_, a)| &a.hoster).collect();
-        let hoster_changes = online_hosters.windows(2).filter(|w| w[0] != w[1]).count();
+        let mut online_hosters = observed
+            .iter()
+            .filter(is_online)
+            .map(|o| hosters.hoster(o.ip, o.asn, o.as_org.as_deref()));
+        let hoster_changes = match online_hosters.next() {
+            Some(first) => online_hosters
+                .scan(first, |previous, hoster| {
+                    Some(std::mem::replace(previous, hoster) != hoster)
+                })
+                .filter(|changed| *changed)
+                .count(),
+            None => 0,
+        };
         let first = state.first_takedown();
         let time_to_reappearance = state
             .episodes
@@ -120,8 +118,8 @@ impl UrlFacts {
             notified_at: state.subject.notified_at,
             domain: registrable_domain(&state.subject.url),
             attribution,
-            addresses: observations.iter().filter_map(|o| o.ip).collect(),
-            asns: observations.iter().filter_map(|o| o.asn).collect(),
+            addresses: observed.iter().filter_map(|o| o.ip).collect(),
+            asns: observed.iter().filter_map(|o| o.asn).collect(),
             hoster_changes: u32::try_from(hoster_changes).unwrap_or(u32::MAX),
             already_offline: state.already_offline,
             norms: norms.iter().map(|norm| norm.judge(state)).collect(),
@@ -180,6 +178,73 @@ pub fn registrable_domain(url: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tdmon_core::state::Subject;
+
+    fn seen(verdict: Verdict, ip: &str, asn: Option<u32>, org: &str) -> ObservedAddress {
+        ObservedAddress {
+            verdict,
+            ip: Some(ip.parse().unwrap()),
+            asn,
+            as_org: Some(org.to_owned()),
+        }
+    }
+
+    fn facts_of(observed: &[ObservedAddress], hosters: &HosterMap) -> UrlFacts {
+        let at = "2026-03-02T10:00:00Z".parse().unwrap();
+        let subject = Subject {
+            url_id: 7,
+            url: "http://files.example.com/a.jpg".into(),
+            notice_id: None,
+            notified_at: at,
+        };
+        UrlFacts::of(
+            &UrlState::new(subject, at),
+            observed,
+            hosters,
+            &Norms::default(),
+        )
+    }
+
+    #[test]
+    fn the_hoster_of_record_is_the_first_online_one_and_changes_are_counted_when_online() {
+        // AS 64501 and 64502 are one hoster; 198.51.100.0/24 a reseller's.
+        let hosters = HosterMap::new(
+            [(64501, "Alpha".into()), (64502, "Alpha".into())],
+            [("198.51.100.0/24".parse().unwrap(), "Reseller".into())],
+            [13335],
+        )
+        .unwrap();
+        let observed = [
+            seen(Verdict::Inconclusive, "192.0.2.1", Some(64999), "First Org"),
+            seen(Verdict::Online, "203.0.113.1", Some(64501), "Alpha One"),
+            // The same hoster through the merge: no change.
+            seen(Verdict::Online, "203.0.113.2", Some(64502), "Alpha Two"),
+            // Offline in between: not a change, whoever answered.
+            seen(Verdict::Offline, "192.0.2.9", Some(64888), "Elsewhere"),
+            seen(Verdict::Online, "198.51.100.7", Some(64501), "Alpha One"),
+            seen(Verdict::Online, "203.0.113.1", Some(64501), "Alpha One"),
+        ];
+        let facts = facts_of(&observed, &hosters);
+        assert_eq!(facts.attribution.hoster.as_deref(), Some("Alpha"));
+        assert_eq!(facts.attribution.as_org.as_deref(), Some("Alpha One"));
+        assert_eq!(facts.hoster_changes, 2, "Alpha to Reseller and back");
+        assert_eq!(facts.addresses.len(), 5);
+        assert_eq!(facts.asns.len(), 4);
+
+        let never_online = facts_of(&observed[3..4], &hosters);
+        assert_eq!(
+            never_online.attribution.hoster.as_deref(),
+            Some("Elsewhere"),
+            "never online: the first attributed check's"
+        );
+        assert_eq!(never_online.hoster_changes, 0);
+        let cdn = facts_of(
+            &[seen(Verdict::Online, "192.0.2.3", Some(13335), "CDN Inc")],
+            &hosters,
+        );
+        assert!(cdn.attribution.cdn);
+        assert_eq!(facts_of(&[], &hosters).attribution, Attributed::default());
+    }
 
     #[test]
     fn registrable_domains_follow_the_public_suffix_list() {

@@ -2,12 +2,13 @@
 //! or registrable domain), one for the totals and one per month. Pure; the
 //! accumulators keep one survival sample per URL, never observations.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 use std::net::IpAddr;
 use std::str::FromStr;
 
 use chrono::{Datelike, TimeDelta};
+use foldhash::fast::RandomState;
 use serde::Serialize;
 use tdmon_core::Evidence;
 use tdmon_core::norm::NormResult;
@@ -212,21 +213,35 @@ pub struct Accumulator {
     reappearance: Vec<TimeDelta>,
     online: TimeDelta,
     observed: TimeDelta,
-    addresses: HashSet<IpAddr>,
-    asns: BTreeSet<u32>,
+    addresses: HashSet<IpAddr, RandomState>,
+    asns: HashSet<u32, RandomState>,
     cdn_fronted: u64,
     hoster_changes: u64,
 }
 
 impl Accumulator {
     pub fn add(&mut self, facts: &UrlFacts) {
+        self.add_counts(facts, facts.norms.len());
+        self.addresses.extend(facts.addresses.iter().copied());
+        self.asns.extend(facts.asns.iter().copied());
+    }
+
+    /// What a month of the trend needs: the first norm only, and no distinct
+    /// addresses or ASNs.
+    fn add_to_trend(&mut self, facts: &UrlFacts) {
+        self.add_counts(facts, 1);
+    }
+
+    /// Everything but the distinct addresses and ASNs, for the first `norms`.
+    fn add_counts(&mut self, facts: &UrlFacts, norms: usize) {
+        let norms = &facts.norms[..norms.min(facts.norms.len())];
         self.notices += 1;
         self.already_offline += u64::from(facts.already_offline);
-        if self.norms.len() < facts.norms.len() {
-            self.norms.resize(facts.norms.len(), [0; 3]);
+        if self.norms.len() < norms.len() {
+            self.norms.resize(norms.len(), [0; 3]);
         }
         if !facts.already_offline {
-            for (counts, result) in self.norms.iter_mut().zip(&facts.norms) {
+            for (counts, result) in self.norms.iter_mut().zip(norms) {
                 counts[match result {
                     NormResult::Met => 0,
                     NormResult::Missed => 1,
@@ -242,8 +257,6 @@ impl Accumulator {
         self.reappearance.extend(facts.time_to_reappearance);
         self.online += facts.online_time;
         self.observed += facts.observed_time;
-        self.addresses.extend(facts.addresses.iter().copied());
-        self.asns.extend(facts.asns.iter().copied());
         self.cdn_fronted += u64::from(facts.attribution.cdn);
         self.hoster_changes += u64::from(facts.hoster_changes);
     }
@@ -336,7 +349,8 @@ pub struct Tally {
     by: GroupBy,
     groups: BTreeMap<String, Accumulator>,
     totals: Accumulator,
-    months: BTreeMap<String, Accumulator>,
+    /// By (year, month) of the notice.
+    months: BTreeMap<(i32, u32), Accumulator>,
 }
 
 impl Tally {
@@ -355,17 +369,8 @@ impl Tally {
             .or_default()
             .add(facts);
         self.totals.add(facts);
-        let month = format!(
-            "{:04}-{:02}",
-            facts.notified_at.year(),
-            facts.notified_at.month()
-        );
-        // A month's accumulator needs the first norm only.
-        let mut first = facts.clone();
-        first.norms.truncate(1);
-        first.addresses.clear();
-        first.asns.clear();
-        self.months.entry(month).or_default().add(&first);
+        let month = (facts.notified_at.year(), facts.notified_at.month());
+        self.months.entry(month).or_default().add_to_trend(facts);
     }
 
     /// Rows ranked by `key`, the totals, and the monthly trend.
@@ -381,7 +386,7 @@ impl Tally {
         let months = self
             .months
             .into_iter()
-            .map(|(month, acc)| acc.month(month))
+            .map(|((year, month), acc)| acc.month(format!("{year:04}-{month:02}")))
             .collect();
         (rows, totals, months)
     }

@@ -24,8 +24,9 @@ use serde::Serialize;
 use tdmon_core::hoster::HosterMap;
 use tdmon_core::norm::Norms;
 use tdmon_core::state::UrlState;
-use tdmon_core::{Observation, UrlId};
+use tdmon_core::{ObservedAddress, UrlId};
 use tdmon_store::{Store, StoreError};
+use tokio::task::JoinHandle;
 
 pub use crate::explain::explain;
 pub use crate::facts::UrlFacts;
@@ -105,45 +106,48 @@ pub struct Report {
 pub struct ReportError(#[from] pub StoreError);
 
 /// The report of the notices in `inputs.period`, read from `store` one page
-/// of URLs (and their observations) at a time.
+/// of URLs (with the addresses their checks reached) at a time.
 pub async fn figures(store: &Store, inputs: &Inputs<'_>) -> Result<Report, ReportError> {
     let norms: Vec<String> = inputs.norms.iter().map(|n| n.to_string()).collect();
     let mut tally = figures::Tally::new(inputs.by);
     let mut urls: BTreeMap<String, (Vec<UrlLine>, u64)> = BTreeMap::new();
     let (mut first_notice, mut last_notice) = (None, None);
     let mut total_listed = 0;
-    let mut after: Option<UrlId> = None;
-    loop {
-        let page = store.states_after(after, PAGE).await?;
-        let (Some(first), Some(last)) = (page.first(), page.last()) else {
-            break;
+    // The next page is read (and its JSON decoded) on another task while
+    // this one computes the figures of the current page.
+    let mut next = Some(read_page(store, None));
+    while let Some(reading) = next.take() {
+        let page = match reading.await {
+            Ok(page) => page?,
+            Err(join) => std::panic::resume_unwind(join.into_panic()),
         };
-        after = Some(last.subject.url_id);
-        let observations = store
-            .observations_between(first.subject.url_id, last.subject.url_id)
-            .await?;
-        for (state, observations) in with_observations(&page, &observations) {
+        if page.len() == PAGE
+            && let Some((last, _)) = page.last()
+        {
+            next = Some(read_page(store, Some(last.subject.url_id)));
+        }
+        for (state, observed) in &page {
             let at = state.subject.notified_at;
             if !inputs.period.contains(at) {
                 continue;
             }
             first_notice = Some(first_notice.map_or(at, |f: DateTime<Utc>| f.min(at)));
             last_notice = Some(last_notice.map_or(at, |l: DateTime<Utc>| l.max(at)));
-            let facts = UrlFacts::of(state, observations, inputs.hosters, inputs.norms);
+            let facts = UrlFacts::of(state, observed, inputs.hosters, inputs.norms);
             tally.add(&facts);
             if inputs.urls_per_group > 0 {
                 let (listed, left_out) = urls.entry(inputs.by.key(&facts)).or_default();
                 if listed.len() < inputs.urls_per_group && total_listed < MAX_LISTED_URLS {
                     total_listed += 1;
-                    let evidence = explain(state, observations, &[], inputs.hosters, inputs.norms);
+                    // The evidence lists every observation: read in full, for
+                    // the few URLs listed only.
+                    let observations = store.observations(state.subject.url_id).await?;
+                    let evidence = explain(state, &observations, &[], inputs.hosters, inputs.norms);
                     listed.push(UrlLine { facts, evidence });
                 } else {
                     *left_out += 1;
                 }
             }
-        }
-        if page.len() < PAGE {
-            break;
         }
     }
     let (rows, totals, monthly) = tally.finish(&norms, &inputs.rank_by);
@@ -163,20 +167,10 @@ pub async fn figures(store: &Store, inputs: &Inputs<'_>) -> Result<Report, Repor
     })
 }
 
-/// Pairs each state of a page with its slice of the page's observations
-/// (both ordered by URL id).
-fn with_observations<'a>(
-    states: &'a [UrlState],
-    observations: &'a [Observation],
-) -> impl Iterator<Item = (&'a UrlState, &'a [Observation])> {
-    let mut rest = observations;
-    states.iter().map(move |state| {
-        let id = state.subject.url_id;
-        let skip = rest.iter().take_while(|o| o.url_id < id).count();
-        rest = &rest[skip..];
-        let own = rest.iter().take_while(|o| o.url_id == id).count();
-        let (mine, after) = rest.split_at(own);
-        rest = after;
-        (state, mine)
-    })
+type Page = Vec<(UrlState, Vec<ObservedAddress>)>;
+
+/// Starts reading the page of URLs after `after`.
+fn read_page(store: &Store, after: Option<UrlId>) -> JoinHandle<Result<Page, StoreError>> {
+    let store = store.clone();
+    tokio::spawn(async move { store.states_with_addresses_after(after, PAGE).await })
 }

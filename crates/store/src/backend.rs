@@ -14,6 +14,8 @@
 //! - `LEASE_SQL` (binds: now, lease end, limit; returns url_id, url, host,
 //!   next_purpose, next_check_at) and `LOCK_ROWS` (appended to the query
 //!   that loads the states an observation batch changes);
+//! - `STATES_WITH_ADDRESSES_SQL` (binds: after, limit; returns url_id, the
+//!   state as JSON text and the addresses as JSON text, NULL for none);
 //! - a store struct with `writer` and `reader` pools and a `url`.
 //!
 //! SQL uses `$N` placeholders, which both backends read.
@@ -733,25 +735,34 @@ macro_rules! impl_store {
                 rows.iter().map(decode_observation).collect()
             }
 
-            pub(crate) async fn observations_between(
+            pub(crate) async fn states_with_addresses_after(
                 &self,
-                first: UrlId,
-                last: UrlId,
-            ) -> Result<Vec<Observation>, StoreError> {
-                let rows = sqlx::query(
-                    concat!(
-                    "SELECT ",
-                    observation_columns!(),
-                    " FROM observations WHERE url_id BETWEEN $1 AND $2 \
-                     ORDER BY url_id, started_at, job_id"
-                ),
-                )
-                .bind(first)
-                .bind(last)
-                .fetch_all(&self.reader)
-                .await
-                .map_err(StoreError::query("reading observations"))?;
-                rows.iter().map(decode_observation).collect()
+                after: Option<UrlId>,
+                limit: usize,
+            ) -> Result<Vec<(UrlState, Vec<ObservedAddress>)>, StoreError> {
+                let rows = sqlx::query(STATES_WITH_ADDRESSES_SQL)
+                    .bind(after.unwrap_or(i64::MIN))
+                    .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+                    .fetch_all(&self.reader)
+                    .await
+                    .map_err(StoreError::query("reading URL states and addresses"))?;
+                rows.iter()
+                    .map(|row| {
+                        let read = || StoreError::query("reading URL states and addresses");
+                        let url_id: i64 = row.try_get("url_id").map_err(read())?;
+                        let state: String = row.try_get("state").map_err(read())?;
+                        let addresses: Option<String> = row.try_get("addresses").map_err(read())?;
+                        let state = serde_json::from_str(&state)
+                            .map_err(|e| StoreError::corrupt(format!("state of URL {url_id}"), e))?;
+                        let addresses = match addresses {
+                            Some(json) => serde_json::from_str(&json).map_err(|e| {
+                                StoreError::corrupt(format!("observations of URL {url_id}"), e)
+                            })?,
+                            None => Vec::new(),
+                        };
+                        Ok((state, addresses))
+                    })
+                    .collect()
             }
 
             pub(crate) async fn status(&self, now: DateTime<Utc>) -> Result<Status, StoreError> {

@@ -26,7 +26,8 @@
 //! states_after(Option<UrlId>, limit)   -> Vec<UrlState>   (one page, by id)
 //! events(UrlId)                        -> Vec<Event>
 //! observations(UrlId)                  -> Vec<Observation>
-//! observations_between(UrlId, UrlId)   -> Vec<Observation>  (a page of URLs, by id)
+//! states_with_addresses_after(Option<UrlId>, limit)
+//!                                      -> Vec<(UrlState, Vec<ObservedAddress>)>  (the report's page)
 //! status(now)                          -> Status
 //! ```
 //! Every call returns `Result<_, StoreError>`.
@@ -86,7 +87,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use tdmon_core::notice::{DuplicateKey, Notice};
 use tdmon_core::state::{Phase, Rules, UrlState};
-use tdmon_core::{Event, Observation, Purpose, UrlId};
+use tdmon_core::{Event, Observation, ObservedAddress, Purpose, UrlId};
 use uuid::Uuid;
 
 pub use error::{DriverError, OpenError, StoreError};
@@ -457,15 +458,16 @@ impl Store {
         dispatch!(self.observations(url_id))
     }
 
-    /// Every stored observation of the URLs `first..=last`, by URL and then
-    /// `started_at`: with [`Store::states_after`], a page of URLs with their
-    /// observations, so that a reader never holds every observation at once.
-    pub async fn observations_between(
+    /// Up to `limit` URL states after `after`, as [`Store::states_after`],
+    /// each with the address and network of every check that reached one,
+    /// in check order: what the report reads, one row per URL rather than
+    /// one per observation.
+    pub async fn states_with_addresses_after(
         &self,
-        first: UrlId,
-        last: UrlId,
-    ) -> Result<Vec<Observation>, StoreError> {
-        dispatch!(self.observations_between(first, last))
+        after: Option<UrlId>,
+        limit: usize,
+    ) -> Result<Vec<(UrlState, Vec<ObservedAddress>)>, StoreError> {
+        dispatch!(self.states_with_addresses_after(after, limit))
     }
 
     /// Counts for operators.

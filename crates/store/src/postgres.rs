@@ -14,7 +14,7 @@ use sqlx::{AssertSqlSafe, ConnectOptions, Connection, QueryBuilder, Row};
 use tdmon_core::notice::Notice;
 use tdmon_core::state::{Phase, Rules, Subject, UrlState, advance};
 use tdmon_core::url::mask_url;
-use tdmon_core::{Event, Observation, Outcome, UrlId};
+use tdmon_core::{Event, Observation, ObservedAddress, Outcome, UrlId};
 use uuid::Uuid;
 
 use crate::backend::{
@@ -46,6 +46,17 @@ pub(crate) const LEASE_SQL: &str = "UPDATE urls SET lease_until = $2 WHERE url_i
      ORDER BY next_check_at, url_id LIMIT $3 \
      FOR UPDATE SKIP LOCKED)) \
      RETURNING url_id, url, host, next_purpose, next_check_at, baseline";
+
+/// A page of URL states, each with the addresses its checks reached (see
+/// `ObservedAddress`) as one JSON array in check order: one row per URL.
+/// Both columns as text, parsed once by serde rather than through a
+/// `serde_json::Value`.
+pub(crate) const STATES_WITH_ADDRESSES_SQL: &str = "SELECT u.url_id, u.state::text AS state, \
+     (SELECT json_agg(json_build_array(o.verdict, o.ip, o.asn, o.as_org) \
+             ORDER BY o.started_at, o.job_id)::text \
+      FROM observations o \
+      WHERE o.url_id = u.url_id AND (o.ip IS NOT NULL OR o.asn IS NOT NULL)) AS addresses \
+     FROM urls u WHERE u.url_id > $1 ORDER BY u.url_id LIMIT $2";
 
 const BEGIN_WRITE: &str = "BEGIN";
 

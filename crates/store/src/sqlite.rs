@@ -17,7 +17,7 @@ use sqlx::{QueryBuilder, Row};
 use tdmon_core::notice::Notice;
 use tdmon_core::state::{Phase, Rules, Subject, UrlState, advance};
 use tdmon_core::url::mask_url;
-use tdmon_core::{Event, Observation, Outcome, UrlId};
+use tdmon_core::{Event, Observation, ObservedAddress, Outcome, UrlId};
 use uuid::Uuid;
 
 use crate::backend::{
@@ -49,6 +49,16 @@ pub(crate) const LEASE_SQL: &str = "UPDATE urls SET lease_until = $2 WHERE url_i
      WHERE next_check_at <= $1 AND (lease_until IS NULL OR lease_until < $1) \
      ORDER BY next_check_at, url_id LIMIT $3) \
      RETURNING url_id, url, host, next_purpose, next_check_at, baseline";
+
+/// A page of URL states, each with the addresses its checks reached (see
+/// `ObservedAddress`) as one JSON array in check order: one row per URL, so
+/// that a page costs a row hand-off per URL, not per observation.
+pub(crate) const STATES_WITH_ADDRESSES_SQL: &str = "SELECT u.url_id, u.state, \
+     (SELECT json_group_array(json_array(o.verdict, o.ip, o.asn, o.as_org) \
+             ORDER BY o.started_at, o.job_id) \
+      FROM observations o \
+      WHERE o.url_id = u.url_id AND (o.ip IS NOT NULL OR o.asn IS NOT NULL)) AS addresses \
+     FROM urls u WHERE u.url_id > $1 ORDER BY u.url_id LIMIT $2";
 
 /// Takes the file's write lock at the start, so that a transaction that
 /// reads before it writes waits (busy timeout) for another process's writer

@@ -11,7 +11,7 @@ use tdmon_core::message::{DnsOutcome, DnsResult, HttpResult, RedirectHop, Schema
 use tdmon_core::notice::{DuplicateKey, Notice};
 use tdmon_core::state::{Phase, Rules};
 use tdmon_core::url::NormalizedUrl;
-use tdmon_core::{EventKind, Observation, Outcome, Purpose, UrlId, Verdict};
+use tdmon_core::{EventKind, Observation, ObservedAddress, Outcome, Purpose, UrlId, Verdict};
 use tdmon_store::{DuplicateReason, Status, StoreError};
 use uuid::Uuid;
 
@@ -34,6 +34,7 @@ on_both_backends!(
     status_counts_phases_leases_and_rows,
     kept_counts_equal_a_full_count,
     all_states_reads_every_page,
+    the_report_page_carries_each_urls_addresses_in_check_order,
     reopening_keeps_everything,
     one_monitor_lock_per_store,
 );
@@ -879,6 +880,56 @@ async fn all_states_reads_every_page(db: &TestDb) {
     let mut want = vec![ids[5], ids[2000]];
     want.sort();
     assert_eq!(got, want, "known ids only, in id order");
+}
+
+/// The report's compact read gives what the full observations give, for
+/// every kind of address: both, ASN only, address only, neither (left out).
+async fn the_report_page_carries_each_urls_addresses_in_check_order(db: &TestDb) {
+    let ids = add(db, &[("r1", t0()), ("r2", t0()), ("r3", t0())], t0()).await;
+    let mut quoted = observe(ids[0], minutes(1), Verdict::Online);
+    quoted.as_org = Some("Host \"Q\", \\ Ltd ☃".into());
+    let mut asn_only = observe(ids[0], minutes(2), Verdict::Offline);
+    asn_only.ip = None;
+    let mut address_only = observe(ids[0], minutes(3), Verdict::Online);
+    address_only.ip = Some("::1".parse().unwrap());
+    address_only.asn = None;
+    address_only.as_org = None;
+    let mut neither = observe(ids[0], minutes(4), Verdict::Inconclusive);
+    (neither.ip, neither.asn, neither.as_org) = (None, None, None);
+    let other = observe(ids[2], minutes(1), Verdict::Online);
+    // Applied out of check order: the page is in check order all the same.
+    db.store
+        .apply_observations(&[address_only, other], minutes(5), &Rules::default())
+        .await
+        .unwrap();
+    db.store
+        .apply_observations(&[neither, asn_only, quoted], minutes(6), &Rules::default())
+        .await
+        .unwrap();
+
+    let first = db.store.states_with_addresses_after(None, 2).await.unwrap();
+    let rest = db
+        .store
+        .states_with_addresses_after(Some(ids[1]), 2)
+        .await
+        .unwrap();
+    let page: Vec<_> = first.into_iter().chain(rest).collect();
+    assert_eq!(page.len(), 3);
+    for ((state, observed), id) in page.iter().zip(&ids) {
+        assert_eq!(state.subject.url_id, *id);
+        let full = db.store.observations(*id).await.unwrap();
+        let want: Vec<ObservedAddress> = full.iter().filter_map(ObservedAddress::of).collect();
+        assert_eq!(observed, &want, "URL {id}");
+    }
+    let verdicts: Vec<Verdict> = page[0].1.iter().map(|o| o.verdict).collect();
+    assert_eq!(
+        verdicts,
+        [Verdict::Online, Verdict::Offline, Verdict::Online],
+        "in check order, the observation with neither address nor ASN left out"
+    );
+    assert_eq!(page[0].1[0].as_org.as_deref(), Some("Host \"Q\", \\ Ltd ☃"));
+    assert!(page[1].1.is_empty(), "a URL never checked has no addresses");
+    assert_eq!(page[2].1.len(), 1);
 }
 
 async fn reopening_keeps_everything(db: &TestDb) {
