@@ -6,9 +6,10 @@
 //! ```
 //!
 //! For each backend, on a fresh database (SQLite: a file in a temporary
-//! directory, or in `--dir`, removed at the end unless `--keep`; PostgreSQL: a schema `tdmon_bench_<random>` in
-//! `TDMON_BENCH_POSTGRES`, default `postgres://postgres@127.0.0.1:5432/test`,
-//! dropped at the end, also on failure or Ctrl-C):
+//! directory, or in `--dir`; PostgreSQL: a schema `tdmon_bench_<random>` in
+//! `TDMON_BENCH_POSTGRES`, default `postgres://postgres@127.0.0.1:5432/test`;
+//! either removed at the end, also on failure or Ctrl-C, unless `--keep`
+//! after a run that succeeded, which prints `kept PATH` or `kept schema NAME`):
 //!
 //! 1. load `--urls` notices through `add_notices`, 10,000 per call, with
 //!    notice times spread over 90 days so that 10% of the URLs are due at the
@@ -224,7 +225,9 @@ async fn bench_postgres(args: &Args) -> Result<Report> {
             Err(anyhow::anyhow!("interrupted"))
         }
     };
-    if let Err(e) = drop_schema(&url, &schema).await {
+    if args.keep && outcome.is_ok() {
+        eprintln!("kept schema {schema}");
+    } else if let Err(e) = drop_schema(&url, &schema).await {
         eprintln!("could not drop schema {schema}: {e:#}");
     }
     outcome
