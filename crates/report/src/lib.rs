@@ -112,7 +112,7 @@ pub async fn figures(store: &Store, inputs: &Inputs<'_>) -> Result<Report, Repor
     let mut tally = figures::Tally::new(inputs.by);
     let mut urls: BTreeMap<String, (Vec<UrlLine>, u64)> = BTreeMap::new();
     let (mut first_notice, mut last_notice) = (None, None);
-    let mut total_listed = 0;
+    let mut listed_states = Vec::new();
     // The next page is read (and its JSON decoded) on another task while
     // this one computes the figures of the current page.
     let mut next = Some(read_page(store, None));
@@ -137,18 +137,21 @@ pub async fn figures(store: &Store, inputs: &Inputs<'_>) -> Result<Report, Repor
             tally.add(&facts);
             if inputs.urls_per_group > 0 {
                 let (listed, left_out) = urls.entry(inputs.by.key(&facts)).or_default();
-                if listed.len() < inputs.urls_per_group && total_listed < MAX_LISTED_URLS {
-                    total_listed += 1;
-                    // The evidence lists every observation: read in full, for
-                    // the few URLs listed only.
-                    let observations = store.observations(state.subject.url_id).await?;
-                    let evidence = explain(state, &observations, &[], inputs.hosters, inputs.norms);
-                    listed.push(UrlLine { facts, evidence });
+                if listed.len() < inputs.urls_per_group && listed_states.len() < MAX_LISTED_URLS {
+                    listed_states.push(state.clone());
+                    listed.push(UrlLine {
+                        facts,
+                        evidence: String::new(),
+                    });
                 } else {
                     *left_out += 1;
                 }
             }
         }
+    }
+    let mut evidence = evidence(store, &listed_states, inputs).await?;
+    for line in urls.values_mut().flat_map(|(listed, _)| listed) {
+        line.evidence = evidence.remove(&line.facts.url_id).unwrap_or_default();
     }
     let (rows, totals, monthly) = tally.finish(&norms, &inputs.rank_by);
     Ok(Report {
@@ -173,4 +176,32 @@ type Page = Vec<(UrlState, Vec<ObservedAddress>)>;
 fn read_page(store: &Store, after: Option<UrlId>) -> JoinHandle<Result<Page, StoreError>> {
     let store = store.clone();
     tokio::spawn(async move { store.states_with_addresses_after(after, PAGE).await })
+}
+
+/// The evidence of each of `states`, by URL id. It lists every observation,
+/// so their observations are read in full: a few thousand URLs at most, a
+/// batch at a time in id order.
+async fn evidence(
+    store: &Store,
+    states: &[UrlState],
+    inputs: &Inputs<'_>,
+) -> Result<BTreeMap<UrlId, String>, StoreError> {
+    const BATCH: usize = 500;
+    let mut states: Vec<&UrlState> = states.iter().collect();
+    states.sort_by_key(|s| s.subject.url_id);
+    let mut evidence = BTreeMap::new();
+    for batch in states.chunks(BATCH) {
+        let ids: Vec<UrlId> = batch.iter().map(|s| s.subject.url_id).collect();
+        let observations = store.observations_of(&ids).await?;
+        let mut rest = observations.as_slice();
+        for state in batch {
+            let id = state.subject.url_id;
+            let own = rest.iter().take_while(|o| o.url_id == id).count();
+            let (mine, after) = rest.split_at(own);
+            rest = after;
+            let text = explain(state, mine, &[], inputs.hosters, inputs.norms);
+            evidence.insert(id, text);
+        }
+    }
+    Ok(evidence)
 }

@@ -735,6 +735,35 @@ macro_rules! impl_store {
                 rows.iter().map(decode_observation).collect()
             }
 
+            pub(crate) async fn observations_of(
+                &self,
+                url_ids: &[UrlId],
+            ) -> Result<Vec<Observation>, StoreError> {
+                let mut observations = Vec::new();
+                for chunk in chunks_for(url_ids, 1) {
+                    let mut qb = QueryBuilder::<Db>::new(concat!(
+                        "SELECT ",
+                        observation_columns!(),
+                        " FROM observations WHERE url_id IN ("
+                    ));
+                    let mut list = qb.separated(", ");
+                    for id in chunk {
+                        list.push_bind(*id);
+                    }
+                    qb.push(") ORDER BY url_id, started_at, job_id");
+                    let rows = qb
+                        .build()
+                        .fetch_all(&self.reader)
+                        .await
+                        .map_err(StoreError::query("reading observations"))?;
+                    for row in &rows {
+                        observations.push(decode_observation(row)?);
+                    }
+                }
+                observations.sort_by_key(|o| o.url_id);
+                Ok(observations)
+            }
+
             pub(crate) async fn states_with_addresses_after(
                 &self,
                 after: Option<UrlId>,

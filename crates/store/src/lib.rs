@@ -26,6 +26,7 @@
 //! states_after(Option<UrlId>, limit)   -> Vec<UrlState>   (one page, by id)
 //! events(UrlId)                        -> Vec<Event>
 //! observations(UrlId)                  -> Vec<Observation>
+//! observations_of(&[UrlId])            -> Vec<Observation>  (by URL, each in check order)
 //! states_with_addresses_after(Option<UrlId>, limit)
 //!                                      -> Vec<(UrlState, Vec<ObservedAddress>)>  (the report's page)
 //! status(now)                          -> Status
@@ -456,6 +457,12 @@ impl Store {
     /// Every stored observation of a URL, in `started_at` order.
     pub async fn observations(&self, url_id: UrlId) -> Result<Vec<Observation>, StoreError> {
         dispatch!(self.observations(url_id))
+    }
+
+    /// Every stored observation of these URLs, by URL id and then in
+    /// `started_at` order: [`Store::observations`] for many URLs at once.
+    pub async fn observations_of(&self, url_ids: &[UrlId]) -> Result<Vec<Observation>, StoreError> {
+        dispatch!(self.observations_of(url_ids))
     }
 
     /// Up to `limit` URL states after `after`, as [`Store::states_after`],

@@ -930,6 +930,17 @@ async fn the_report_page_carries_each_urls_addresses_in_check_order(db: &TestDb)
     assert_eq!(page[0].1[0].as_org.as_deref(), Some("Host \"Q\", \\ Ltd ☃"));
     assert!(page[1].1.is_empty(), "a URL never checked has no addresses");
     assert_eq!(page[2].1.len(), 1);
+
+    let mut one_by_one = Vec::new();
+    for id in &ids {
+        one_by_one.extend(db.store.observations(*id).await.unwrap());
+    }
+    let reversed: Vec<UrlId> = ids.iter().rev().copied().collect();
+    assert_eq!(
+        db.store.observations_of(&reversed).await.unwrap(),
+        one_by_one,
+        "by URL id, each URL's in check order"
+    );
 }
 
 async fn reopening_keeps_everything(db: &TestDb) {
