@@ -18,6 +18,7 @@ pub mod km;
 pub mod render;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -26,7 +27,7 @@ use tdmon_core::norm::Norms;
 use tdmon_core::state::UrlState;
 use tdmon_core::{ObservedAddress, UrlId};
 use tdmon_store::{Store, StoreError};
-use tokio::task::JoinHandle;
+use tokio::task::{JoinError, JoinHandle};
 
 pub use crate::explain::explain;
 pub use crate::facts::UrlFacts;
@@ -112,15 +113,19 @@ pub async fn figures(store: &Store, inputs: &Inputs<'_>) -> Result<Report, Repor
     let mut tally = figures::Tally::new(inputs.by);
     let mut urls: BTreeMap<String, (Vec<UrlLine>, u64)> = BTreeMap::new();
     let (mut first_notice, mut last_notice) = (None, None);
-    let mut listed_states = Vec::new();
+    let mut total_listed = 0;
+    // The evidence of listed URLs is written on other tasks, a batch at a time.
+    let explainer = Explainer {
+        store: store.clone(),
+        hosters: Arc::new(inputs.hosters.clone()),
+        norms: Arc::new(inputs.norms.clone()),
+    };
+    let (mut to_explain, mut explaining) = (Vec::new(), Vec::new());
     // The next page is read (and its JSON decoded) on another task while
     // this one computes the figures of the current page.
     let mut next = Some(read_page(store, None));
     while let Some(reading) = next.take() {
-        let page = match reading.await {
-            Ok(page) => page?,
-            Err(join) => std::panic::resume_unwind(join.into_panic()),
-        };
+        let page = joined(reading.await)?;
         if page.len() == PAGE
             && let Some((last, _)) = page.last()
         {
@@ -137,8 +142,12 @@ pub async fn figures(store: &Store, inputs: &Inputs<'_>) -> Result<Report, Repor
             tally.add(&facts);
             if inputs.urls_per_group > 0 {
                 let (listed, left_out) = urls.entry(inputs.by.key(&facts)).or_default();
-                if listed.len() < inputs.urls_per_group && listed_states.len() < MAX_LISTED_URLS {
-                    listed_states.push(state.clone());
+                if listed.len() < inputs.urls_per_group && total_listed < MAX_LISTED_URLS {
+                    total_listed += 1;
+                    to_explain.push(state.clone());
+                    if to_explain.len() == EXPLAIN_BATCH {
+                        explaining.push(explainer.explain(std::mem::take(&mut to_explain)));
+                    }
                     listed.push(UrlLine {
                         facts,
                         evidence: String::new(),
@@ -149,7 +158,13 @@ pub async fn figures(store: &Store, inputs: &Inputs<'_>) -> Result<Report, Repor
             }
         }
     }
-    let mut evidence = evidence(store, &listed_states, inputs).await?;
+    if !to_explain.is_empty() {
+        explaining.push(explainer.explain(to_explain));
+    }
+    let mut evidence = BTreeMap::new();
+    for batch in explaining {
+        evidence.extend(joined(batch.await)?);
+    }
     for line in urls.values_mut().flat_map(|(listed, _)| listed) {
         line.evidence = evidence.remove(&line.facts.url_id).unwrap_or_default();
     }
@@ -178,30 +193,45 @@ fn read_page(store: &Store, after: Option<UrlId>) -> JoinHandle<Result<Page, Sto
     tokio::spawn(async move { store.states_with_addresses_after(after, PAGE).await })
 }
 
-/// The evidence of each of `states`, by URL id. It lists every observation,
-/// so their observations are read in full: a few thousand URLs at most, a
-/// batch at a time in id order.
-async fn evidence(
-    store: &Store,
-    states: &[UrlState],
-    inputs: &Inputs<'_>,
-) -> Result<BTreeMap<UrlId, String>, StoreError> {
-    const BATCH: usize = 500;
-    let mut states: Vec<&UrlState> = states.iter().collect();
-    states.sort_by_key(|s| s.subject.url_id);
-    let mut evidence = BTreeMap::new();
-    for batch in states.chunks(BATCH) {
-        let ids: Vec<UrlId> = batch.iter().map(|s| s.subject.url_id).collect();
-        let observations = store.observations_of(&ids).await?;
-        let mut rest = observations.as_slice();
-        for state in batch {
-            let id = state.subject.url_id;
-            let own = rest.iter().take_while(|o| o.url_id == id).count();
-            let (mine, after) = rest.split_at(own);
-            rest = after;
-            let text = explain(state, mine, &[], inputs.hosters, inputs.norms);
-            evidence.insert(id, text);
-        }
+/// A task's result; its panic goes on in the caller.
+fn joined<T>(result: Result<T, JoinError>) -> T {
+    result.unwrap_or_else(|join| std::panic::resume_unwind(join.into_panic()))
+}
+
+/// URLs whose evidence is written by one task.
+const EXPLAIN_BATCH: usize = 500;
+
+/// Writes the evidence of listed URLs. It lists every observation, so their
+/// observations are read in full: a few thousand URLs at most, a batch per
+/// query, while the pass over all URLs goes on.
+struct Explainer {
+    store: Store,
+    hosters: Arc<HosterMap>,
+    norms: Arc<Norms>,
+}
+
+impl Explainer {
+    /// The evidence of each of `states` (in id order), by URL id.
+    fn explain(
+        &self,
+        states: Vec<UrlState>,
+    ) -> JoinHandle<Result<Vec<(UrlId, String)>, StoreError>> {
+        let (store, hosters, norms) =
+            (self.store.clone(), self.hosters.clone(), self.norms.clone());
+        tokio::spawn(async move {
+            let ids: Vec<UrlId> = states.iter().map(|s| s.subject.url_id).collect();
+            let observations = store.observations_of(&ids).await?;
+            let mut rest = observations.as_slice();
+            Ok(states
+                .iter()
+                .map(|state| {
+                    let id = state.subject.url_id;
+                    let own = rest.iter().take_while(|o| o.url_id == id).count();
+                    let (mine, after) = rest.split_at(own);
+                    rest = after;
+                    (id, explain(state, mine, &[], &hosters, &norms))
+                })
+                .collect())
+        })
     }
-    Ok(evidence)
 }
