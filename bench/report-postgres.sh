@@ -43,48 +43,38 @@ if [[ "${KEEP:-}" != 1 ]]; then
 fi
 log "schema $SCHEMA"
 
+# The copies skip the foreign-key checks (session_replication_role): every
+# row copied refers to a URL copied before it. Events are not copied: the
+# report does not read them.
 psql -v ON_ERROR_STOP=1 -q "$PG" >"$OUT/copy.out" <<SQL
 SET search_path = $SCHEMA;
-\timing on
-DO \$\$
-DECLARE
-    last bigint := (SELECT max(url_id) FROM urls);
-    k int;
-BEGIN
-    FOR k IN 1 .. $COPIES - 1 LOOP
-        INSERT INTO notices (id, notice_id, url, host, notified_at, category, reporter,
-                             claimed_hoster, added_at)
-            OVERRIDING SYSTEM VALUE
-            SELECT id + k * last, notice_id || '~' || k, url, host,
-                   notified_at + k * interval '1 microsecond', category, reporter,
-                   claimed_hoster, added_at
-            FROM notices WHERE id <= last;
-        INSERT INTO urls (url_id, url, host, phase, next_check_at, next_purpose, baseline,
-                          lease_until, state, updated_at)
-            SELECT url_id + k * last, url, host, phase, next_check_at, next_purpose, baseline,
-                   lease_until, jsonb_set(state, '{subject,url_id}', to_jsonb(url_id + k * last)),
-                   updated_at
-            FROM urls WHERE url_id <= last;
-        INSERT INTO observations (job_id, url_id, url, worker, started_at, answered_at,
-                                  duration_ms, dns_outcome, dns_answers, ip, asn, as_org, hoster,
-                                  cdn, http_status, content_type, content_length, etag,
-                                  last_modified, location, redirects, connection_reused,
-                                  tls_error, fingerprint, outcome, verdict, stored_at)
-            SELECT gen_random_uuid(), url_id + k * last, url, worker, started_at, answered_at,
-                   duration_ms, dns_outcome, dns_answers, ip, asn, as_org, hoster, cdn,
-                   http_status, content_type, content_length, etag, last_modified, location,
-                   redirects, connection_reused, tls_error, fingerprint, outcome, verdict,
-                   stored_at
-            FROM observations WHERE url_id <= last ORDER BY observation_id;
-        INSERT INTO events (url_id, kind, at, payload, published, created_at)
-            SELECT url_id + k * last, kind, at, payload, published, created_at
-            FROM events WHERE url_id <= last ORDER BY event_id;
-        RAISE NOTICE 'copy % of %', k, $COPIES - 1;
-    END LOOP;
-END
-\$\$;
-SELECT count(*) AS urls FROM urls;
-SELECT count(*) AS observations FROM observations;
+SET session_replication_role = replica;
+\\timing on
+SELECT max(url_id) AS last FROM urls \\gset
+INSERT INTO notices (id, notice_id, url, host, notified_at, category, reporter,
+                     claimed_hoster, added_at)
+    OVERRIDING SYSTEM VALUE
+    SELECT id + k * :last, notice_id || '~' || k, url, host,
+           notified_at + k * interval '1 microsecond', category, reporter, claimed_hoster,
+           added_at
+    FROM notices, generate_series(1, $COPIES - 1) AS k WHERE id <= :last;
+INSERT INTO urls (url_id, url, host, phase, next_check_at, next_purpose, baseline,
+                  lease_until, state, updated_at)
+    SELECT url_id + k * :last, url, host, phase, next_check_at, next_purpose, baseline,
+           lease_until, jsonb_set(state, '{subject,url_id}', to_jsonb(url_id + k * :last)),
+           updated_at
+    FROM urls, generate_series(1, $COPIES - 1) AS k WHERE url_id <= :last;
+INSERT INTO observations (job_id, url_id, url, worker, started_at, answered_at,
+                          duration_ms, dns_outcome, dns_answers, ip, asn, as_org, hoster,
+                          cdn, http_status, content_type, content_length, etag,
+                          last_modified, location, redirects, connection_reused,
+                          tls_error, fingerprint, outcome, verdict, stored_at)
+    SELECT gen_random_uuid(), url_id + k * :last, url, worker, started_at, answered_at,
+           duration_ms, dns_outcome, dns_answers, ip, asn, as_org, hoster, cdn,
+           http_status, content_type, content_length, etag, last_modified, location,
+           redirects, connection_reused, tls_error, fingerprint, outcome, verdict, stored_at
+    FROM observations, generate_series(1, $COPIES - 1) AS k WHERE url_id <= :last
+    ORDER BY k, observation_id;
 SQL
 psql -q "$PG" -c "SET search_path = $SCHEMA" -c "VACUUM ANALYZE" >>"$OUT/copy.out"
 log "$(psql -Atq "$PG" -c "SELECT count(*) || ' URLs, ' FROM $SCHEMA.urls")$(psql -Atq "$PG" -c "SELECT count(*) || ' observations' FROM $SCHEMA.observations")"
