@@ -721,18 +721,7 @@ macro_rules! impl_store {
                 &self,
                 url_id: UrlId,
             ) -> Result<Vec<Observation>, StoreError> {
-                let rows = sqlx::query(
-                    concat!(
-                    "SELECT ",
-                    observation_columns!(),
-                    " FROM observations WHERE url_id = $1 ORDER BY started_at, job_id"
-                ),
-                )
-                .bind(url_id)
-                .fetch_all(&self.reader)
-                .await
-                .map_err(StoreError::query("reading observations"))?;
-                rows.iter().map(decode_observation).collect()
+                self.observations_of(&[url_id]).await
             }
 
             pub(crate) async fn observations_of(
