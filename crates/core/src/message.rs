@@ -144,10 +144,11 @@ pub struct Attribution {
     pub cdn: bool,
 }
 
-/// What the report reads of one observation that reached an address or named
-/// a network: its verdict and the address with its network as stored. The
+/// What the report reads of one check that reached an address or named a
+/// network: its verdict and the address with its network as observed. The
 /// hoster is mapped again when the report is made, so it is not carried.
-/// Read from the store as a JSON array `[verdict, ip, asn, as_org]`.
+/// Kept in the URL's state (`UrlState::addresses`) as a JSON array
+/// `[verdict, ip, asn, as_org]`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct ObservedAddress {
     pub verdict: Verdict,
@@ -166,6 +167,12 @@ impl ObservedAddress {
             asn: observation.asn,
             as_org: observation.as_org.clone(),
         })
+    }
+}
+
+impl Serialize for ObservedAddress {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        (self.verdict, self.ip, self.asn, &self.as_org).serialize(serializer)
     }
 }
 

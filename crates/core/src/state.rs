@@ -33,7 +33,8 @@ use chrono::{DateTime, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::message::{
-    Attribution, Bracket, Event, EventKind, Evidence, Observation, Purpose, SchemaV1, UrlId,
+    Attribution, Bracket, Event, EventKind, Evidence, Observation, ObservedAddress, Purpose,
+    SchemaV1, UrlId,
 };
 use crate::outcome::{Outcome, Verdict};
 use crate::schedule::{Confirmation, Schedule};
@@ -249,6 +250,12 @@ pub struct UrlState {
     pub baseline_fingerprint: Option<String>,
     /// Applied checks: not the ignored ones (stale, `not_checked`, after expiry).
     pub checks: u32,
+    /// The verdict, address and network of every applied check that reached
+    /// an address or named a network, in check order, each left out when it
+    /// equals the one before it: what the report maps to hosters (the hoster
+    /// of record, distinct addresses and ASNs, hoster changes), all of which
+    /// the repeats leave unchanged. So the report reads no observation.
+    pub addresses: Vec<ObservedAddress>,
 }
 
 impl UrlState {
@@ -276,6 +283,7 @@ impl UrlState {
             current_hoster_seen_at: None,
             baseline_fingerprint: None,
             checks: 0,
+            addresses: Vec::new(),
         }
     }
 
@@ -401,6 +409,11 @@ pub fn advance(
     next.checks += 1;
     if next.hoster_of_record.is_none() {
         next.hoster_of_record = observation.attribution();
+    }
+    if let Some(observed) = ObservedAddress::of(observation)
+        && next.addresses.last() != Some(&observed)
+    {
+        next.addresses.push(observed);
     }
 
     match observation.verdict {

@@ -23,11 +23,7 @@ pub fn explain(
     hosters: &HosterMap,
     norms: &Norms,
 ) -> String {
-    let observed: Vec<ObservedAddress> = observations
-        .iter()
-        .filter_map(ObservedAddress::of)
-        .collect();
-    let facts = UrlFacts::of(state, &observed, hosters, norms);
+    let facts = UrlFacts::of(state, hosters, norms);
     let notified = state.subject.notified_at;
     let mut out = String::new();
     let _ = writeln!(out, "URL {} (id {})", facts.url, facts.url_id);

@@ -73,14 +73,9 @@ pub struct UrlFacts {
 }
 
 impl UrlFacts {
-    /// The facts of `state`, with the addresses its observations reached (in
-    /// `started_at` order; see [`ObservedAddress::of`]).
-    pub fn of(
-        state: &UrlState,
-        observed: &[ObservedAddress],
-        hosters: &HosterMap,
-        norms: &Norms,
-    ) -> Self {
+    /// The facts of `state`, its addresses mapped by `hosters`.
+    pub fn of(state: &UrlState, hosters: &HosterMap, norms: &Norms) -> Self {
+        let observed = &state.addresses;
         let is_online = |o: &&ObservedAddress| o.verdict == Verdict::Online;
         let attribution = observed
             .iter()
@@ -197,12 +192,9 @@ mod tests {
             notice_id: None,
             notified_at: at,
         };
-        UrlFacts::of(
-            &UrlState::new(subject, at),
-            observed,
-            hosters,
-            &Norms::default(),
-        )
+        let mut state = UrlState::new(subject, at);
+        state.addresses = observed.to_vec();
+        UrlFacts::of(&state, hosters, &Norms::default())
     }
 
     #[test]
@@ -244,6 +236,37 @@ mod tests {
         );
         assert!(cdn.attribution.cdn);
         assert_eq!(facts_of(&[], &hosters).attribution, Attributed::default());
+    }
+
+    proptest::proptest! {
+        /// The state leaves out a check that repeats the one before it: the
+        /// facts of any history are those of the history without repeats.
+        #[test]
+        fn repeats_change_no_fact(picks in proptest::collection::vec((0usize..3, 0usize..4), 0..40)) {
+            let hosters = HosterMap::new(
+                [(64501, "Alpha".into()), (64502, "Alpha".into())],
+                [("198.51.100.0/24".parse().unwrap(), "Reseller".into())],
+                [13335],
+            )
+            .unwrap();
+            let places = [
+                ("203.0.113.1", Some(64501), "Alpha One"),
+                ("203.0.113.2", Some(64502), "Alpha Two"),
+                ("198.51.100.7", Some(64501), "Alpha One"),
+                ("192.0.2.3", Some(13335), "CDN Inc"),
+            ];
+            let verdicts = [Verdict::Online, Verdict::Offline, Verdict::Inconclusive];
+            let full: Vec<ObservedAddress> = picks
+                .iter()
+                .map(|&(v, p)| seen(verdicts[v], places[p].0, places[p].1, places[p].2))
+                .collect();
+            let mut without_repeats = full.clone();
+            without_repeats.dedup();
+            proptest::prop_assert_eq!(
+                facts_of(&full, &hosters),
+                facts_of(&without_repeats, &hosters)
+            );
+        }
     }
 
     #[test]

@@ -22,10 +22,10 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
+use tdmon_core::UrlId;
 use tdmon_core::hoster::HosterMap;
 use tdmon_core::norm::Norms;
 use tdmon_core::state::UrlState;
-use tdmon_core::{ObservedAddress, UrlId};
 use tdmon_store::{Store, StoreError};
 use tokio::task::{JoinError, JoinHandle};
 
@@ -107,7 +107,7 @@ pub struct Report {
 pub struct ReportError(#[from] pub StoreError);
 
 /// The report of the notices in `inputs.period`, read from `store` one page
-/// of URLs (with the addresses their checks reached) at a time.
+/// of URL states at a time: a state carries all the report reads of a URL.
 pub async fn figures(store: &Store, inputs: &Inputs<'_>) -> Result<Report, ReportError> {
     let norms: Vec<String> = inputs.norms.iter().map(|n| n.to_string()).collect();
     let mut tally = figures::Tally::new(inputs.by);
@@ -127,18 +127,18 @@ pub async fn figures(store: &Store, inputs: &Inputs<'_>) -> Result<Report, Repor
     while let Some(reading) = next.take() {
         let page = joined(reading.await)?;
         if page.len() == PAGE
-            && let Some((last, _)) = page.last()
+            && let Some(last) = page.last()
         {
             next = Some(read_page(store, Some(last.subject.url_id)));
         }
-        for (state, observed) in &page {
+        for state in &page {
             let at = state.subject.notified_at;
             if !inputs.period.contains(at) {
                 continue;
             }
             first_notice = Some(first_notice.map_or(at, |f: DateTime<Utc>| f.min(at)));
             last_notice = Some(last_notice.map_or(at, |l: DateTime<Utc>| l.max(at)));
-            let facts = UrlFacts::of(state, observed, inputs.hosters, inputs.norms);
+            let facts = UrlFacts::of(state, inputs.hosters, inputs.norms);
             tally.add(&facts);
             if inputs.urls_per_group > 0 {
                 let (listed, left_out) = urls.entry(inputs.by.key(&facts)).or_default();
@@ -185,12 +185,10 @@ pub async fn figures(store: &Store, inputs: &Inputs<'_>) -> Result<Report, Repor
     })
 }
 
-type Page = Vec<(UrlState, Vec<ObservedAddress>)>;
-
 /// Starts reading the page of URLs after `after`.
-fn read_page(store: &Store, after: Option<UrlId>) -> JoinHandle<Result<Page, StoreError>> {
+fn read_page(store: &Store, after: Option<UrlId>) -> JoinHandle<Result<Vec<UrlState>, StoreError>> {
     let store = store.clone();
-    tokio::spawn(async move { store.states_with_addresses_after(after, PAGE).await })
+    tokio::spawn(async move { store.states_after(after, PAGE).await })
 }
 
 /// A task's result; its panic goes on in the caller.

@@ -6,16 +6,15 @@
 //! - `Db`, `DbRow`: the sqlx database and row types;
 //! - `DbTime`, `db_time(DateTime<Utc>) -> DbTime`,
 //!   `from_db_time(&str, DbTime) -> Result<DateTime<Utc>, StoreError>`;
-//! - `json_value(&DbRow, &str, &str) -> Result<Value, StoreError>` and
-//!   `json_opt(..) -> Result<Option<Value>, StoreError>`;
+//! - `json_value::<T>(&DbRow, column, what) -> Result<T, StoreError>` and
+//!   `json_opt::<T>(..) -> Result<Option<T>, StoreError>`, which parse a JSON
+//!   column into `T` (a corrupt value names `what`);
 //! - `BEGIN_WRITE`: the statement that starts a write transaction;
 //! - `write_states(tx, states, now)`: writes the new state, phase, next check
 //!   and baseline of each `(url_id, state)` and ends its lease;
 //! - `LEASE_SQL` (binds: now, lease end, limit; returns url_id, url, host,
 //!   next_purpose, next_check_at) and `LOCK_ROWS` (appended to the query
 //!   that loads the states an observation batch changes);
-//! - `STATES_WITH_ADDRESSES_SQL` (binds: after, limit; returns url_id, the
-//!   state as JSON text and the addresses as JSON text, NULL for none);
 //! - a store struct with `writer` and `reader` pools and a `url`.
 //!
 //! SQL uses `$N` placeholders, which both backends read.
@@ -625,7 +624,7 @@ macro_rules! impl_store {
                             .try_get("event_id")
                             .map_err(StoreError::query("reading unpublished events"))?;
                         let what = format!("event {id}");
-                        let event = from_json(&what, json_value(row, "payload", &what)?)?;
+                        let event = json_value(row, "payload", &what)?;
                         Ok((id, event))
                     })
                     .collect()
@@ -712,7 +711,7 @@ macro_rules! impl_store {
                             .try_get("event_id")
                             .map_err(StoreError::query("reading events"))?;
                         let what = format!("event {id}");
-                        from_json(&what, json_value(row, "payload", &what)?)
+                        json_value(row, "payload", &what)
                     })
                     .collect()
             }
@@ -751,36 +750,6 @@ macro_rules! impl_store {
                 }
                 observations.sort_by_key(|o| o.url_id);
                 Ok(observations)
-            }
-
-            pub(crate) async fn states_with_addresses_after(
-                &self,
-                after: Option<UrlId>,
-                limit: usize,
-            ) -> Result<Vec<(UrlState, Vec<ObservedAddress>)>, StoreError> {
-                let rows = sqlx::query(STATES_WITH_ADDRESSES_SQL)
-                    .bind(after.unwrap_or(i64::MIN))
-                    .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-                    .fetch_all(&self.reader)
-                    .await
-                    .map_err(StoreError::query("reading URL states and addresses"))?;
-                rows.iter()
-                    .map(|row| {
-                        let read = || StoreError::query("reading URL states and addresses");
-                        let url_id: i64 = row.try_get("url_id").map_err(read())?;
-                        let state: String = row.try_get("state").map_err(read())?;
-                        let addresses: Option<String> = row.try_get("addresses").map_err(read())?;
-                        let state = serde_json::from_str(&state)
-                            .map_err(|e| StoreError::corrupt(format!("state of URL {url_id}"), e))?;
-                        let addresses = match addresses {
-                            Some(json) => serde_json::from_str(&json).map_err(|e| {
-                                StoreError::corrupt(format!("observations of URL {url_id}"), e)
-                            })?,
-                            None => Vec::new(),
-                        };
-                        Ok((state, addresses))
-                    })
-                    .collect()
             }
 
             pub(crate) async fn status(&self, now: DateTime<Utc>) -> Result<Status, StoreError> {
@@ -861,7 +830,7 @@ macro_rules! impl_store {
                 .try_get("url_id")
                 .map_err(StoreError::query("reading URL states"))?;
             let what = format!("state of URL {url_id}");
-            let state = from_json(&what, json_value(row, "state", &what)?)?;
+            let state = json_value(row, "state", &what)?;
             Ok((url_id, state))
         }
 

@@ -27,8 +27,6 @@
 //! events(UrlId)                        -> Vec<Event>
 //! observations(UrlId)                  -> Vec<Observation>
 //! observations_of(&[UrlId])            -> Vec<Observation>  (by URL, each in check order)
-//! states_with_addresses_after(Option<UrlId>, limit)
-//!                                      -> Vec<(UrlState, Vec<ObservedAddress>)>  (the report's page)
 //! status(now)                          -> Status
 //! ```
 //! Every call returns `Result<_, StoreError>`.
@@ -88,7 +86,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use tdmon_core::notice::{DuplicateKey, Notice};
 use tdmon_core::state::{Phase, Rules, UrlState};
-use tdmon_core::{Event, Observation, ObservedAddress, Purpose, UrlId};
+use tdmon_core::{Event, Observation, Purpose, UrlId};
 use uuid::Uuid;
 
 pub use error::{DriverError, OpenError, StoreError};
@@ -463,18 +461,6 @@ impl Store {
     /// `started_at` order: [`Store::observations`] for many URLs at once.
     pub async fn observations_of(&self, url_ids: &[UrlId]) -> Result<Vec<Observation>, StoreError> {
         dispatch!(self.observations_of(url_ids))
-    }
-
-    /// Up to `limit` URL states after `after`, as [`Store::states_after`],
-    /// each with the address and network of every check that reached one,
-    /// in check order: what the report reads, one row per URL rather than
-    /// one per observation.
-    pub async fn states_with_addresses_after(
-        &self,
-        after: Option<UrlId>,
-        limit: usize,
-    ) -> Result<Vec<(UrlState, Vec<ObservedAddress>)>, StoreError> {
-        dispatch!(self.states_with_addresses_after(after, limit))
     }
 
     /// Counts for operators.

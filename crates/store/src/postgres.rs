@@ -7,23 +7,21 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use serde_json::Value;
+use serde::de::DeserializeOwned;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow};
 use sqlx::types::Json;
 use sqlx::{AssertSqlSafe, ConnectOptions, Connection, QueryBuilder, Row};
 use tdmon_core::notice::Notice;
 use tdmon_core::state::{Phase, Rules, Subject, UrlState, advance};
 use tdmon_core::url::mask_url;
-use tdmon_core::{Event, Observation, ObservedAddress, Outcome, UrlId};
+use tdmon_core::{Event, Observation, Outcome, UrlId};
 use uuid::Uuid;
 
 use crate::backend::{
     Candidate, Counts, EVENTS, OBSERVATIONS, STATUS_CAP, StoredKeys, UNATTRIBUTED, count,
     lease_end, phase_counter, phase_rank,
 };
-use crate::codec::{
-    ObservationColumns, chunks_for, from_json, micros, name_of, parse_name, to_i64,
-};
+use crate::codec::{ObservationColumns, chunks_for, micros, name_of, parse_name, to_i64};
 use crate::error::OpenError;
 use crate::{AddedNotices, Applied, Capped, DueUrl, DuplicateReason, Status, StoreError};
 
@@ -46,17 +44,6 @@ pub(crate) const LEASE_SQL: &str = "UPDATE urls SET lease_until = $2 WHERE url_i
      ORDER BY next_check_at, url_id LIMIT $3 \
      FOR UPDATE SKIP LOCKED)) \
      RETURNING url_id, url, host, next_purpose, next_check_at, baseline";
-
-/// A page of URL states, each with the addresses its checks reached (see
-/// `ObservedAddress`) as one JSON array in check order: one row per URL.
-/// Both columns as text, parsed once by serde rather than through a
-/// `serde_json::Value`.
-pub(crate) const STATES_WITH_ADDRESSES_SQL: &str = "SELECT u.url_id, u.state::text AS state, \
-     (SELECT json_agg(json_build_array(o.verdict, o.ip, o.asn, o.as_org) \
-             ORDER BY o.started_at, o.job_id)::text \
-      FROM observations o \
-      WHERE o.url_id = u.url_id AND (o.ip IS NOT NULL OR o.asn IS NOT NULL)) AS addresses \
-     FROM urls u WHERE u.url_id > $1 ORDER BY u.url_id LIMIT $2";
 
 const BEGIN_WRITE: &str = "BEGIN";
 
@@ -121,18 +108,22 @@ fn from_db_time(_what: &str, time: DbTime) -> Result<DateTime<Utc>, StoreError> 
     Ok(time)
 }
 
-fn json_value(row: &DbRow, column: &str, _what: &str) -> Result<Value, StoreError> {
-    let Json(value) = row
-        .try_get::<Json<Value>, _>(column)
-        .map_err(StoreError::query("reading a JSON column"))?;
-    Ok(value)
+/// Parsed straight from the column's bytes into `T`, without a
+/// `serde_json::Value` in between.
+fn json_value<T: DeserializeOwned>(row: &DbRow, column: &str, what: &str) -> Result<T, StoreError> {
+    json_opt(row, column, what)?.ok_or_else(|| StoreError::corrupt(what, "NULL"))
 }
 
-fn json_opt(row: &DbRow, column: &str, _what: &str) -> Result<Option<Value>, StoreError> {
-    let value = row
-        .try_get::<Option<Json<Value>>, _>(column)
-        .map_err(StoreError::query("reading a JSON column"))?;
-    Ok(value.map(|Json(v)| v))
+fn json_opt<T: DeserializeOwned>(
+    row: &DbRow,
+    column: &str,
+    what: &str,
+) -> Result<Option<T>, StoreError> {
+    match row.try_get::<Option<Json<T>>, _>(column) {
+        Ok(value) => Ok(value.map(|Json(v)| v)),
+        Err(sqlx::Error::ColumnDecode { source, .. }) => Err(StoreError::corrupt(what, source)),
+        Err(e) => Err(StoreError::query("reading a JSON column")(e)),
+    }
 }
 
 /// A plain lowercase identifier, so that it needs no quoting anywhere.

@@ -7,7 +7,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use serde_json::Value;
+use serde::de::DeserializeOwned;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
     SqliteSynchronous,
@@ -17,16 +17,14 @@ use sqlx::{QueryBuilder, Row};
 use tdmon_core::notice::Notice;
 use tdmon_core::state::{Phase, Rules, Subject, UrlState, advance};
 use tdmon_core::url::mask_url;
-use tdmon_core::{Event, Observation, ObservedAddress, Outcome, UrlId};
+use tdmon_core::{Event, Observation, Outcome, UrlId};
 use uuid::Uuid;
 
 use crate::backend::{
     Candidate, Counts, EVENTS, OBSERVATIONS, STATUS_CAP, StoredKeys, UNATTRIBUTED, count,
     lease_end, phase_counter, phase_rank,
 };
-use crate::codec::{
-    ObservationColumns, chunks_for, from_json, micros, name_of, parse_name, to_i64,
-};
+use crate::codec::{ObservationColumns, chunks_for, micros, name_of, parse_name, to_i64};
 use crate::error::OpenError;
 use crate::{AddedNotices, Applied, Capped, DueUrl, DuplicateReason, Status, StoreError};
 
@@ -49,16 +47,6 @@ pub(crate) const LEASE_SQL: &str = "UPDATE urls SET lease_until = $2 WHERE url_i
      WHERE next_check_at <= $1 AND (lease_until IS NULL OR lease_until < $1) \
      ORDER BY next_check_at, url_id LIMIT $3) \
      RETURNING url_id, url, host, next_purpose, next_check_at, baseline";
-
-/// A page of URL states, each with the addresses its checks reached (see
-/// `ObservedAddress`) as one JSON array in check order: one row per URL, so
-/// that a page costs a row hand-off per URL, not per observation.
-pub(crate) const STATES_WITH_ADDRESSES_SQL: &str = "SELECT u.url_id, u.state, \
-     (SELECT json_group_array(json_array(o.verdict, o.ip, o.asn, o.as_org) \
-             ORDER BY o.started_at, o.job_id) \
-      FROM observations o \
-      WHERE o.url_id = u.url_id AND (o.ip IS NOT NULL OR o.asn IS NOT NULL)) AS addresses \
-     FROM urls u WHERE u.url_id > $1 ORDER BY u.url_id LIMIT $2";
 
 /// Takes the file's write lock at the start, so that a transaction that
 /// reads before it writes waits (busy timeout) for another process's writer
@@ -105,18 +93,21 @@ fn from_db_time(what: &str, micros: DbTime) -> Result<DateTime<Utc>, StoreError>
         .ok_or_else(|| StoreError::corrupt(what, format!("time {micros} out of range")))
 }
 
-fn json_value(row: &DbRow, column: &str, what: &str) -> Result<Value, StoreError> {
-    let text: String = row
-        .try_get(column)
-        .map_err(StoreError::query("reading a JSON column"))?;
-    serde_json::from_str(&text).map_err(|e| StoreError::corrupt(what, e))
+/// Parsed straight from the column's text into `T`, without a
+/// `serde_json::Value` in between.
+fn json_value<T: DeserializeOwned>(row: &DbRow, column: &str, what: &str) -> Result<T, StoreError> {
+    json_opt(row, column, what)?.ok_or_else(|| StoreError::corrupt(what, "NULL"))
 }
 
-fn json_opt(row: &DbRow, column: &str, what: &str) -> Result<Option<Value>, StoreError> {
-    let text: Option<String> = row
+fn json_opt<T: DeserializeOwned>(
+    row: &DbRow,
+    column: &str,
+    what: &str,
+) -> Result<Option<T>, StoreError> {
+    let text: Option<&str> = row
         .try_get(column)
         .map_err(StoreError::query("reading a JSON column"))?;
-    text.map(|t| serde_json::from_str(&t).map_err(|e| StoreError::corrupt(what, e)))
+    text.map(|t| serde_json::from_str(t).map_err(|e| StoreError::corrupt(what, e)))
         .transpose()
 }
 

@@ -34,7 +34,9 @@ on_both_backends!(
     status_counts_phases_leases_and_rows,
     kept_counts_equal_a_full_count,
     all_states_reads_every_page,
-    the_report_page_carries_each_urls_addresses_in_check_order,
+    states_carry_the_addresses_of_their_applied_checks,
+    observations_of_reads_each_urls_in_check_order,
+    opening_an_older_store_fills_in_the_addresses_of_its_states,
     reopening_keeps_everything,
     one_monitor_lock_per_store,
 );
@@ -882,9 +884,10 @@ async fn all_states_reads_every_page(db: &TestDb) {
     assert_eq!(got, want, "known ids only, in id order");
 }
 
-/// The report's compact read gives what the full observations give, for
-/// every kind of address: both, ASN only, address only, neither (left out).
-async fn the_report_page_carries_each_urls_addresses_in_check_order(db: &TestDb) {
+/// Each state carries the address and network of its applied checks, as
+/// the report reads them: every kind (both, ASN only, address only; neither
+/// is left out), in check order, through the store's JSON and back.
+async fn states_carry_the_addresses_of_their_applied_checks(db: &TestDb) {
     let ids = add(db, &[("r1", t0()), ("r2", t0()), ("r3", t0())], t0()).await;
     let mut quoted = observe(ids[0], minutes(1), Verdict::Online);
     quoted.as_org = Some("Host \"Q\", \\ Ltd ☃".into());
@@ -897,50 +900,128 @@ async fn the_report_page_carries_each_urls_addresses_in_check_order(db: &TestDb)
     let mut neither = observe(ids[0], minutes(4), Verdict::Inconclusive);
     (neither.ip, neither.asn, neither.as_org) = (None, None, None);
     let other = observe(ids[2], minutes(1), Verdict::Online);
-    // Applied out of check order: the page is in check order all the same.
+    let checks = [quoted, asn_only, address_only, neither];
     db.store
-        .apply_observations(&[address_only, other], minutes(5), &Rules::default())
+        .apply_observations(
+            &[checks[2].clone(), other.clone()],
+            minutes(5),
+            &Rules::default(),
+        )
+        .await
+        .unwrap();
+    // Not newer than the last applied check: stored, not applied.
+    db.store
+        .apply_observations(&checks[..2], minutes(6), &Rules::default())
         .await
         .unwrap();
     db.store
-        .apply_observations(&[neither, asn_only, quoted], minutes(6), &Rules::default())
+        .apply_observations(&checks[3..], minutes(6), &Rules::default())
         .await
         .unwrap();
 
-    let first = db.store.states_with_addresses_after(None, 2).await.unwrap();
-    let rest = db
-        .store
-        .states_with_addresses_after(Some(ids[1]), 2)
-        .await
-        .unwrap();
-    let page: Vec<_> = first.into_iter().chain(rest).collect();
-    assert_eq!(page.len(), 3);
-    for ((state, observed), id) in page.iter().zip(&ids) {
-        assert_eq!(state.subject.url_id, *id);
-        let full = db.store.observations(*id).await.unwrap();
-        let want: Vec<ObservedAddress> = full.iter().filter_map(ObservedAddress::of).collect();
-        assert_eq!(observed, &want, "URL {id}");
-    }
-    let verdicts: Vec<Verdict> = page[0].1.iter().map(|o| o.verdict).collect();
-    assert_eq!(
-        verdicts,
-        [Verdict::Online, Verdict::Offline, Verdict::Online],
-        "in check order, the observation with neither address nor ASN left out"
+    let page: Vec<_> = db.store.states_after(None, 3).await.unwrap();
+    let addresses = |i: usize| &page[i].addresses;
+    assert_eq!(*addresses(0), [ObservedAddress::of(&checks[2]).unwrap()]);
+    assert!(
+        addresses(1).is_empty(),
+        "a URL never checked has no addresses"
     );
-    assert_eq!(page[0].1[0].as_org.as_deref(), Some("Host \"Q\", \\ Ltd ☃"));
-    assert!(page[1].1.is_empty(), "a URL never checked has no addresses");
-    assert_eq!(page[2].1.len(), 1);
+    assert_eq!(*addresses(2), [ObservedAddress::of(&other).unwrap()]);
+    assert_eq!(db.store.observations(ids[0]).await.unwrap().len(), 4);
 
+    // In check order, and every kind of address through the JSON.
+    let ids = add(db, &[("r4", t0())], t0()).await;
+    let checks: Vec<Observation> = checks
+        .into_iter()
+        .map(|check| Observation {
+            url_id: ids[0],
+            job_id: Uuid::new_v4(),
+            ..check
+        })
+        .collect();
+    db.store
+        .apply_observations(&checks, minutes(6), &Rules::default())
+        .await
+        .unwrap();
+    let state = db.store.states(&ids).await.unwrap().remove(0);
+    let want: Vec<ObservedAddress> = checks.iter().filter_map(ObservedAddress::of).collect();
+    assert_eq!(state.addresses, want);
+    assert_eq!(
+        state.addresses[0].as_org.as_deref(),
+        Some("Host \"Q\", \\ Ltd ☃")
+    );
+}
+
+/// `observations_of` reads what `observations` reads, URL by URL.
+async fn observations_of_reads_each_urls_in_check_order(db: &TestDb) {
+    let ids = add(db, &[("o1", t0()), ("o2", t0()), ("o3", t0())], t0()).await;
+    let later = observe(ids[0], minutes(2), Verdict::Offline);
+    let earlier = observe(ids[0], minutes(1), Verdict::Online);
+    let other = observe(ids[2], minutes(1), Verdict::Online);
+    db.store
+        .apply_observations(&[later, other, earlier], minutes(3), &Rules::default())
+        .await
+        .unwrap();
     let mut one_by_one = Vec::new();
     for id in &ids {
         one_by_one.extend(db.store.observations(*id).await.unwrap());
     }
+    assert_eq!(one_by_one.len(), 3);
+    assert!(one_by_one[0].started_at < one_by_one[1].started_at);
     let reversed: Vec<UrlId> = ids.iter().rev().copied().collect();
     assert_eq!(
         db.store.observations_of(&reversed).await.unwrap(),
         one_by_one,
         "by URL id, each URL's in check order"
     );
+}
+
+/// A store written before states carried their addresses gets them from
+/// its observations when it is opened: what the collector would have
+/// written, so the figures stay the same.
+async fn opening_an_older_store_fills_in_the_addresses_of_its_states(db: &TestDb) {
+    let ids = add(db, &[("m1", t0()), ("m2", t0()), ("m3", t0())], t0()).await;
+    let at = |m: i64, verdict: Verdict, ip: Option<&str>, asn: Option<u32>| Observation {
+        ip: ip.map(|ip| ip.parse().unwrap()),
+        asn,
+        as_org: asn.map(|asn| format!("AS{asn} \"Host\" ☃")),
+        ..observe(ids[0], minutes(m), verdict)
+    };
+    let mut checks = vec![
+        at(1, Verdict::Online, Some("127.0.10.1"), Some(64500)),
+        at(2, Verdict::Online, Some("127.0.10.1"), Some(64500)),
+        at(3, Verdict::Offline, Some("127.0.10.1"), Some(64500)),
+        at(4, Verdict::Online, Some("::1"), None),
+        at(5, Verdict::Inconclusive, None, None),
+        at(6, Verdict::Online, None, Some(64501)),
+        at(7, Verdict::Online, None, Some(64501)),
+        at(8, Verdict::Online, Some("127.0.10.1"), Some(64500)),
+    ];
+    checks.push(Observation {
+        url_id: ids[2],
+        ..at(1, Verdict::Inconclusive, None, None)
+    });
+    db.store
+        .apply_observations(&checks, minutes(9), &Rules::default())
+        .await
+        .unwrap();
+    let before = db.store.all_states().await.unwrap();
+    assert_eq!(before[0].addresses.len(), 5, "{:?}", before[0].addresses);
+    assert!(before[1].addresses.is_empty() && before[2].addresses.is_empty());
+    db.store.close().await;
+
+    // Back to before the migration that added them.
+    let (forget, version) = match db.schema() {
+        None => ("json_remove(state, '$.addresses')", 7),
+        Some(_) => ("state - 'addresses'", 6),
+    };
+    db.execute(&format!(
+        "UPDATE urls SET state = {forget}; DELETE FROM _sqlx_migrations WHERE version = {version};"
+    ))
+    .await;
+    let reopened = db.open_again().await;
+    assert_eq!(reopened.all_states().await.unwrap(), before);
+    reopened.close().await;
 }
 
 async fn reopening_keeps_everything(db: &TestDb) {

@@ -393,6 +393,52 @@ fn a_redelivered_observation_changes_nothing() {
 }
 
 #[test]
+fn the_state_keeps_each_applied_checks_address_in_order_without_repeats() {
+    let rules = Rules::default();
+    let at_address =
+        |m: i64, verdict: Verdict, hoster: Option<&str>, ip: Option<&str>| Observation {
+            ip: ip.map(|ip| ip.parse().unwrap()),
+            ..observe(minutes(m), verdict, hoster)
+        };
+    let not_checked = Observation {
+        outcome: Outcome::NotChecked,
+        ..at_address(6, O, Some("HostC"), Some("192.0.2.9"))
+    };
+    let checks = [
+        at_address(0, O, Some("HostA"), Some("192.0.2.1")),
+        at_address(1, O, Some("HostA"), Some("192.0.2.1")),
+        // No address and no network: not listed, and no break in the repeats.
+        at_address(2, X, None, None),
+        at_address(3, O, Some("HostA"), Some("192.0.2.1")),
+        at_address(4, X, Some("HostA"), Some("192.0.2.1")),
+        at_address(5, O, Some("HostB"), None),
+        // Ignored by the state: not newer than the last applied check.
+        at_address(5, O, Some("HostD"), Some("192.0.2.8")),
+        not_checked,
+        at_address(7, O, Some("HostA"), Some("192.0.2.1")),
+    ];
+    let mut state = UrlState::new(subject(), t0());
+    for check in &checks {
+        state = advance(&state, check, check.started_at, &rules).0;
+    }
+    let listed = |i: usize| ObservedAddress::of(&checks[i]).unwrap();
+    assert_eq!(
+        state.addresses,
+        vec![listed(0), listed(4), listed(5), listed(8)]
+    );
+    assert_eq!(state.checks, 7);
+    // Stored as `[verdict, ip, asn, as_org]`, and read back the same.
+    let json = serde_json::to_value(&state.addresses).unwrap();
+    assert_eq!(
+        json[0],
+        serde_json::json!(["online", "192.0.2.1", 5, "HostA"])
+    );
+    assert_eq!(json[2], serde_json::json!(["online", null, 5, "HostB"]));
+    let back: Vec<ObservedAddress> = serde_json::from_value(json).unwrap();
+    assert_eq!(back, state.addresses);
+}
+
+#[test]
 fn the_check_at_the_horizon_expires_the_url() {
     let rules = Rules::default();
     let end = rules.schedule.end(t0());

@@ -6,7 +6,7 @@
 //! environment variable `TDMON_TEST_POSTGRES` names another database; set it
 //! to `off` to skip the PostgreSQL runs (they then print that they skipped).
 
-use sqlx::{AssertSqlSafe, Connection, PgConnection};
+use sqlx::{AssertSqlSafe, Connection, PgConnection, SqliteConnection};
 use tdmon_store::{Store, StoreOptions};
 use tempfile::TempDir;
 
@@ -81,6 +81,30 @@ impl TestDb {
         Store::open_with(&self.url, &self.options)
             .await
             .expect("open the store again")
+    }
+
+    /// Runs `sql` (one or more statements) on the store's database, in its
+    /// schema, over a connection of its own: for what no store call does.
+    pub async fn execute(&self, sql: &str) {
+        match &self._cleanup {
+            Cleanup::Sqlite(_) => {
+                let mut conn = SqliteConnection::connect(&self.url).await.unwrap();
+                sqlx::raw_sql(AssertSqlSafe(sql.to_owned()))
+                    .execute(&mut conn)
+                    .await
+                    .unwrap();
+                conn.close().await.unwrap();
+            }
+            Cleanup::Postgres(guard) => {
+                let mut conn = PgConnection::connect(&self.url).await.unwrap();
+                let sql = format!("SET search_path = {}; {sql}", guard.schema);
+                sqlx::raw_sql(AssertSqlSafe(sql))
+                    .execute(&mut conn)
+                    .await
+                    .unwrap();
+                conn.close().await.unwrap();
+            }
+        }
     }
 
     /// The SQLite file's URL (SQLite runs only).
