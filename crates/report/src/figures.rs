@@ -131,17 +131,6 @@ pub struct Curve {
     pub censored: Vec<f64>,
 }
 
-impl Curve {
-    /// The share still online just after `time` (seconds).
-    pub fn share_at(&self, time: f64) -> f64 {
-        self.steps
-            .iter()
-            .take_while(|(t, _)| *t <= time)
-            .last()
-            .map_or(1.0, |(_, share)| *share)
-    }
-}
-
 /// The figures of one group (or of all URLs: the totals).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Row {

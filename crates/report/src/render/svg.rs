@@ -60,9 +60,12 @@ pub fn survival_chart(series: &[(&str, &Curve)]) -> String {
     axes(&mut out, height, |i| duration(x_max * i as f64 / 4.0));
     for (i, (name, curve)) in series.iter().enumerate() {
         let colour = PALETTE[i % PALETTE.len()];
+        // Drawn to a tenth of a unit: of the steps that fall on one tenth,
+        // only the last is drawn, the same picture, so that a curve of a
+        // million URLs stays a few thousand moves.
         let mut d = format!("M{:.1} {:.1}", x(0.0), y(1.0));
-        for (t, share) in &curve.steps {
-            let _ = write!(d, " H{:.1} V{:.1}", x(*t), y(*share));
+        for (at, share) in last_per_tenth(curve.steps.iter().map(|(t, share)| (x(*t), *share))) {
+            let _ = write!(d, " H{:.1} V{:.1}", at, y(share));
         }
         let _ = write!(d, " H{:.1}", x(x_max));
         let _ = write!(
@@ -71,9 +74,20 @@ pub fn survival_chart(series: &[(&str, &Curve)]) -> String {
         );
         if !curve.censored.is_empty() {
             let mut marks = String::new();
+            // Both in time order: the share at each censoring time is the
+            // last step's at or before it.
+            let mut steps = curve.steps.iter().peekable();
+            let mut share = 1.0;
+            let mut drawn = None;
             for t in &curve.censored {
-                let (cx, cy) = (x(*t), y(curve.share_at(*t)));
-                let _ = write!(marks, "M{cx:.1} {:.1} V{:.1} ", cy - 5.0, cy + 5.0);
+                while let Some((_, next)) = steps.next_if(|(at, _)| at <= t) {
+                    share = *next;
+                }
+                let (cx, cy) = (x(*t), y(share));
+                let mark = (tenths(cx), tenths(cy));
+                if drawn.replace(mark) != Some(mark) {
+                    let _ = write!(marks, "M{cx:.1} {:.1} V{:.1} ", cy - 5.0, cy + 5.0);
+                }
             }
             let _ = write!(
                 out,
@@ -98,6 +112,23 @@ pub fn survival_chart(series: &[(&str, &Curve)]) -> String {
         height - 6.0
     );
     out
+}
+
+fn tenths(coordinate: f64) -> i64 {
+    (coordinate * 10.0).round() as i64
+}
+
+/// Of consecutive `(x, value)` points whose x falls on the same tenth, the
+/// last.
+fn last_per_tenth(points: impl Iterator<Item = (f64, f64)>) -> Vec<(f64, f64)> {
+    let mut kept: Vec<(f64, f64)> = Vec::new();
+    for (x, value) in points {
+        match kept.last_mut() {
+            Some(last) if tenths(last.0) == tenths(x) => *last = (x, value),
+            _ => kept.push((x, value)),
+        }
+    }
+    kept
 }
 
 /// Axes with a share scale (0 to 100%) on the left and five x ticks.
@@ -265,5 +296,68 @@ fn shorten(text: &str, width: usize) -> String {
         text.to_owned()
     } else {
         text.chars().take(width - 1).collect::<String>() + "…"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The `d` attribute of the first path of `class`.
+    fn path_of<'a>(svg: &'a str, class: &str) -> &'a str {
+        let at = svg.find(&format!(r#"class="{class}""#)).unwrap();
+        let start = svg[..at].rfind(r#"d=""#).unwrap() + 3;
+        &svg[start..start + svg[start..].find('"').unwrap()]
+    }
+
+    #[test]
+    fn censoring_marks_sit_on_the_curve_at_their_time() {
+        let curve = Curve {
+            steps: vec![(10.0, 0.5), (20.0, 0.25)],
+            censored: vec![5.0, 10.0, 15.0, 40.0],
+        };
+        let svg = survival_chart(&[("all", &curve)]);
+        let y = |share: f64| TOP + (300.0 - TOP - BOTTOM) * (1.0 - share);
+        let tops: Vec<String> = path_of(&svg, "censored")
+            .split('M')
+            .filter(|m| !m.is_empty())
+            .map(|m| m.split(' ').nth(1).unwrap().to_owned())
+            .collect();
+        let want: Vec<String> = [1.0, 0.5, 0.5, 0.25]
+            .iter()
+            .map(|share| format!("{:.1}", y(*share) - 5.0))
+            .collect();
+        assert_eq!(tops, want);
+    }
+
+    #[test]
+    fn a_curve_of_many_steps_is_drawn_once_per_tenth_of_a_unit() {
+        let n = 200_000;
+        let steps: Vec<(f64, f64)> = (1..=n)
+            .map(|i| (i as f64, 1.0 - i as f64 / n as f64))
+            .collect();
+        let curve = Curve {
+            steps,
+            censored: vec![],
+        };
+        let d = path_of(&survival_chart(&[("all", &curve)]), "curve").to_owned();
+        let moves = d.matches('H').count();
+        // 494 units of plot width: one move per tenth at most, and the end.
+        assert!(moves <= 4_941 + 1, "{moves} moves");
+        assert!(moves > 4_000, "{moves} moves");
+        assert!(
+            d.ends_with(&format!("V{:.1} H{:.1}", TOP + 244.0, WIDTH - RIGHT)),
+            "{}",
+            &d[d.len() - 40..]
+        );
+    }
+
+    #[test]
+    fn of_points_on_one_tenth_the_last_is_kept() {
+        let points = [(1.0, 1.0), (1.04, 0.9), (1.2, 0.8), (1.21, 0.7), (1.5, 0.6)];
+        assert_eq!(
+            last_per_tenth(points.into_iter()),
+            [(1.04, 0.9), (1.21, 0.7), (1.5, 0.6)]
+        );
     }
 }
