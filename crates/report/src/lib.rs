@@ -17,7 +17,8 @@ pub mod format;
 pub mod km;
 pub mod render;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
+use std::ops::RangeInclusive;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -33,8 +34,12 @@ pub use crate::explain::explain;
 pub use crate::facts::UrlFacts;
 pub use crate::figures::{GroupBy, Month, RankKey, Row};
 
-/// URLs read from the store per page.
-const PAGE: usize = 1000;
+/// URL ids read from the store per page: a range of ids, so that a page
+/// needs nothing of the one before it and several are read at once.
+const PAGE: i64 = 1000;
+/// Pages read while the current one is computed. On PostgreSQL each is a
+/// server process of its own, and the server's work is most of the time.
+const READ_AHEAD: usize = 3;
 /// URLs listed with their evidence in one report at most, whatever the
 /// number of groups: the HTML file stays readable (a few MiB).
 pub const MAX_LISTED_URLS: usize = 5_000;
@@ -121,15 +126,18 @@ pub async fn figures(store: &Store, inputs: &Inputs<'_>) -> Result<Report, Repor
         norms: Arc::new(inputs.norms.clone()),
     };
     let (mut to_explain, mut explaining) = (Vec::new(), Vec::new());
-    // The next page is read (and its JSON decoded) on another task while
-    // this one computes the figures of the current page.
-    let mut next = Some(read_page(store, None));
-    while let Some(reading) = next.take() {
-        let page = joined(reading.await)?;
-        if page.len() == PAGE
-            && let Some(last) = page.last()
-        {
-            next = Some(read_page(store, Some(last.subject.url_id)));
+    // The next pages are read (and their JSON decoded) on other tasks while
+    // this one computes the figures of the current page, in id order.
+    let mut pages = pages(store.url_ids().await?);
+    let mut reading: VecDeque<_> = pages
+        .by_ref()
+        .take(READ_AHEAD + 1)
+        .map(|ids| read_page(store, ids))
+        .collect();
+    while let Some(next) = reading.pop_front() {
+        let page = joined(next.await)?;
+        if let Some(ids) = pages.next() {
+            reading.push_back(read_page(store, ids));
         }
         for state in &page {
             let at = state.subject.notified_at;
@@ -185,10 +193,22 @@ pub async fn figures(store: &Store, inputs: &Inputs<'_>) -> Result<Report, Repor
     })
 }
 
-/// Starts reading the page of URLs after `after`.
-fn read_page(store: &Store, after: Option<UrlId>) -> JoinHandle<Result<Vec<UrlState>, StoreError>> {
+/// The pages of `ids`, in order.
+fn pages(ids: Option<RangeInclusive<UrlId>>) -> impl Iterator<Item = RangeInclusive<UrlId>> {
+    ids.into_iter().flat_map(|ids| {
+        let last = *ids.end();
+        ids.step_by(PAGE as usize)
+            .map(move |first| first..=first.saturating_add(PAGE - 1).min(last))
+    })
+}
+
+/// Starts reading the page of URLs whose id is in `ids`.
+fn read_page(
+    store: &Store,
+    ids: RangeInclusive<UrlId>,
+) -> JoinHandle<Result<Vec<UrlState>, StoreError>> {
     let store = store.clone();
-    tokio::spawn(async move { store.states_after(after, PAGE).await })
+    tokio::spawn(async move { store.states_in(ids).await })
 }
 
 /// A task's result; its panic goes on in the caller.
@@ -231,5 +251,20 @@ impl Explainer {
                 })
                 .collect())
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pages_cover_the_ids_once_in_order() {
+        let all: Vec<_> = pages(Some(7..=2_006)).collect();
+        assert_eq!(all, [7..=1_006, 1_007..=2_006]);
+        let all: Vec<_> = pages(Some(1..=2_001)).collect();
+        assert_eq!(all, [1..=1_000, 1_001..=2_000, 2_001..=2_001]);
+        assert_eq!(pages(Some(5..=5)).collect::<Vec<_>>(), [5..=5]);
+        assert_eq!(pages(None).count(), 0);
     }
 }

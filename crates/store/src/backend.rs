@@ -683,6 +683,35 @@ macro_rules! impl_store {
                 rows.iter().map(|row| Ok(decode_state(row)?.1)).collect()
             }
 
+            pub(crate) async fn states_in(
+                &self,
+                ids: std::ops::RangeInclusive<UrlId>,
+            ) -> Result<Vec<UrlState>, StoreError> {
+                let rows = sqlx::query(
+                    "SELECT url_id, state FROM urls WHERE url_id >= $1 AND url_id <= $2 \
+                     ORDER BY url_id",
+                )
+                .bind(*ids.start())
+                .bind(*ids.end())
+                .fetch_all(&self.reader)
+                .await
+                .map_err(StoreError::query("reading URL states"))?;
+                rows.iter().map(|row| Ok(decode_state(row)?.1)).collect()
+            }
+
+            pub(crate) async fn url_ids(
+                &self,
+            ) -> Result<Option<std::ops::RangeInclusive<UrlId>>, StoreError> {
+                let read = || StoreError::query("reading the range of URL ids");
+                let row = sqlx::query("SELECT min(url_id) AS low, max(url_id) AS high FROM urls")
+                    .fetch_one(&self.reader)
+                    .await
+                    .map_err(read())?;
+                let low: Option<i64> = row.try_get("low").map_err(read())?;
+                let high: Option<i64> = row.try_get("high").map_err(read())?;
+                Ok(low.zip(high).map(|(low, high)| low..=high))
+            }
+
             pub(crate) async fn all_states(&self) -> Result<Vec<UrlState>, StoreError> {
                 const PAGE: usize = 1000;
                 let mut states = Vec::new();

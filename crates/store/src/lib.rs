@@ -24,6 +24,8 @@
 //! mark_published(&[i64])               -> ()
 //! states(&[UrlId]) / all_states()      -> Vec<UrlState>
 //! states_after(Option<UrlId>, limit)   -> Vec<UrlState>   (one page, by id)
+//! states_in(RangeInclusive<UrlId>)     -> Vec<UrlState>   (by id)
+//! url_ids()                            -> Option<RangeInclusive<UrlId>>  (lowest..=highest)
 //! events(UrlId)                        -> Vec<Event>
 //! observations(UrlId)                  -> Vec<Observation>
 //! observations_of(&[UrlId])            -> Vec<Observation>  (by URL, each in check order)
@@ -81,6 +83,7 @@ mod postgres;
 mod sqlite;
 
 use std::fmt;
+use std::ops::RangeInclusive;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -439,6 +442,18 @@ impl Store {
         limit: usize,
     ) -> Result<Vec<UrlState>, StoreError> {
         dispatch!(self.states_after(after, limit))
+    }
+
+    /// The states of the URLs whose id is in `ids`, ordered by id. Unlike
+    /// [`Store::states_after`], ranges need no page before them: several can
+    /// be read at once.
+    pub async fn states_in(&self, ids: RangeInclusive<UrlId>) -> Result<Vec<UrlState>, StoreError> {
+        dispatch!(self.states_in(ids))
+    }
+
+    /// The lowest and the highest URL id; `None` for a store without URLs.
+    pub async fn url_ids(&self) -> Result<Option<RangeInclusive<UrlId>>, StoreError> {
+        dispatch!(self.url_ids())
     }
 
     /// Every URL's state, ordered by id (read page by page; at a million URLs

@@ -34,6 +34,7 @@ on_both_backends!(
     status_counts_phases_leases_and_rows,
     kept_counts_equal_a_full_count,
     all_states_reads_every_page,
+    a_store_without_urls_has_no_range_of_ids,
     states_carry_the_addresses_of_their_applied_checks,
     observations_of_reads_each_urls_in_check_order,
     opening_an_older_store_fills_in_the_addresses_of_its_states,
@@ -873,6 +874,13 @@ async fn all_states_reads_every_page(db: &TestDb) {
         paged.extend(page);
     }
     assert_eq!(paged, states);
+    assert_eq!(
+        db.store.url_ids().await.unwrap(),
+        Some(want[0]..=want[2344]),
+        "the lowest and highest id"
+    );
+    let ranged = db.store.states_in(want[10]..=want[1010]).await.unwrap();
+    assert_eq!(ranged, states[10..=1010], "both ends included, in id order");
     let some = db
         .store
         .states(&[ids[2000], ids[5], 123_456_789])
@@ -1022,6 +1030,11 @@ async fn opening_an_older_store_fills_in_the_addresses_of_its_states(db: &TestDb
     let reopened = db.open_again().await;
     assert_eq!(reopened.all_states().await.unwrap(), before);
     reopened.close().await;
+}
+
+async fn a_store_without_urls_has_no_range_of_ids(db: &TestDb) {
+    assert_eq!(db.store.url_ids().await.unwrap(), None);
+    assert!(db.store.states_in(1..=1000).await.unwrap().is_empty());
 }
 
 async fn reopening_keeps_everything(db: &TestDb) {
