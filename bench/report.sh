@@ -30,6 +30,9 @@ if [[ ! -s "$DB" ]]; then
     mv "$KEPT" "$DB"
 fi
 
+/usr/bin/time -f "%e s %M KiB" -o "$OUT/time-migrate" \
+    timeout 3600 "$TDMON" status --db "$DB" >/dev/null
+log "opening (pending migrations applied): $(cat "$OUT/time-migrate")"
 for format in json html; do
     for run in 1 2 3; do
         /usr/bin/time -f "%e s %M KiB" -o "$OUT/time-$format-$run" \
