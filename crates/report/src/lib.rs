@@ -41,7 +41,7 @@ const PAGE: i64 = 1000;
 /// server process of its own, and the server's work is most of the time.
 const READ_AHEAD: usize = 3;
 /// URLs listed with their evidence in one report at most, whatever the
-/// number of groups: the HTML file stays readable (a few MiB).
+/// number of groups: the HTML file stays at tens of MiB.
 pub const MAX_LISTED_URLS: usize = 5_000;
 
 /// Notices whose time lies in `[from, to)`; either end may be open.
