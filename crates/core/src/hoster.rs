@@ -80,7 +80,7 @@ impl HosterMap {
     }
 
     /// The hoster named for an address with this ASN and organisation.
-    /// Borrowed, not allocated: the report maps every stored observation.
+    /// Borrowed, not allocated: the report maps every address of every URL.
     pub fn hoster<'a>(
         &'a self,
         ip: Option<IpAddr>,

@@ -184,6 +184,17 @@ mod tests {
         }
     }
 
+    /// AS 64501 and 64502 are one hoster, 198.51.100.0/24 a reseller's, and
+    /// AS 13335 a CDN.
+    fn hosters() -> HosterMap {
+        HosterMap::new(
+            [(64501, "Alpha".into()), (64502, "Alpha".into())],
+            [("198.51.100.0/24".parse().unwrap(), "Reseller".into())],
+            [13335],
+        )
+        .unwrap()
+    }
+
     fn facts_of(observed: &[ObservedAddress], hosters: &HosterMap) -> UrlFacts {
         let at = "2026-03-02T10:00:00Z".parse().unwrap();
         let subject = Subject {
@@ -199,13 +210,7 @@ mod tests {
 
     #[test]
     fn the_hoster_of_record_is_the_first_online_one_and_changes_are_counted_when_online() {
-        // AS 64501 and 64502 are one hoster; 198.51.100.0/24 a reseller's.
-        let hosters = HosterMap::new(
-            [(64501, "Alpha".into()), (64502, "Alpha".into())],
-            [("198.51.100.0/24".parse().unwrap(), "Reseller".into())],
-            [13335],
-        )
-        .unwrap();
+        let hosters = hosters();
         let observed = [
             seen(Verdict::Inconclusive, "192.0.2.1", Some(64999), "First Org"),
             seen(Verdict::Online, "203.0.113.1", Some(64501), "Alpha One"),
@@ -243,12 +248,7 @@ mod tests {
         /// facts of any history are those of the history without repeats.
         #[test]
         fn repeats_change_no_fact(picks in proptest::collection::vec((0usize..3, 0usize..4), 0..40)) {
-            let hosters = HosterMap::new(
-                [(64501, "Alpha".into()), (64502, "Alpha".into())],
-                [("198.51.100.0/24".parse().unwrap(), "Reseller".into())],
-                [13335],
-            )
-            .unwrap();
+            let hosters = hosters();
             let places = [
                 ("203.0.113.1", Some(64501), "Alpha One"),
                 ("203.0.113.2", Some(64502), "Alpha Two"),

@@ -6,9 +6,9 @@
 //! - `Db`, `DbRow`: the sqlx database and row types;
 //! - `DbTime`, `db_time(DateTime<Utc>) -> DbTime`,
 //!   `from_db_time(&str, DbTime) -> Result<DateTime<Utc>, StoreError>`;
-//! - `json_value::<T>(&DbRow, column, what) -> Result<T, StoreError>` and
-//!   `json_opt::<T>(..) -> Result<Option<T>, StoreError>`, which parse a JSON
-//!   column into `T` (a corrupt value names `what`);
+//! - `json_opt::<T>(&DbRow, column, what) -> Result<Option<T>, StoreError>`,
+//!   which parses a nullable JSON column into `T` (a corrupt value names
+//!   `what`);
 //! - `BEGIN_WRITE`: the statement that starts a write transaction;
 //! - `write_states(tx, states, now)`: writes the new state, phase, next check
 //!   and baseline of each `(url_id, state)` and ends its lease;
@@ -643,24 +643,15 @@ macro_rules! impl_store {
                 &self,
                 url_ids: &[UrlId],
             ) -> Result<Vec<UrlState>, StoreError> {
-                let mut states = Vec::with_capacity(url_ids.len());
-                for chunk in chunks_for(url_ids, 1) {
-                    let mut qb =
-                        QueryBuilder::<Db>::new("SELECT url_id, state FROM urls WHERE url_id IN (");
-                    let mut list = qb.separated(", ");
-                    for id in chunk {
-                        list.push_bind(*id);
-                    }
-                    qb.push(")");
-                    let rows = qb
-                        .build()
-                        .fetch_all(&self.reader)
-                        .await
-                        .map_err(StoreError::query("reading URL states"))?;
-                    for row in &rows {
-                        states.push(decode_state(row)?.1);
-                    }
-                }
+                let mut states = self
+                    .read_listed(
+                        "SELECT url_id, state FROM urls WHERE url_id IN (",
+                        url_ids,
+                        ")",
+                        "reading URL states",
+                        |row| Ok(decode_state(row)?.1),
+                    )
+                    .await?;
                 states.sort_by_key(|s| s.subject.url_id);
                 states.dedup_by_key(|s| s.subject.url_id);
                 Ok(states)
@@ -756,29 +747,52 @@ macro_rules! impl_store {
                 &self,
                 url_ids: &[UrlId],
             ) -> Result<Vec<Observation>, StoreError> {
-                let mut observations = Vec::new();
-                for chunk in chunks_for(url_ids, 1) {
-                    let mut qb = QueryBuilder::<Db>::new(concat!(
-                        "SELECT ",
-                        observation_columns!(),
-                        " FROM observations WHERE url_id IN ("
-                    ));
+                let mut observations = self
+                    .read_listed(
+                        concat!(
+                            "SELECT ",
+                            observation_columns!(),
+                            " FROM observations WHERE url_id IN ("
+                        ),
+                        url_ids,
+                        ") ORDER BY url_id, started_at, job_id",
+                        "reading observations",
+                        decode_observation,
+                    )
+                    .await?;
+                observations.sort_by_key(|o| o.url_id);
+                Ok(observations)
+            }
+
+            /// Runs `statement` (which ends in `IN (`, and goes on with
+            /// `tail` after the list) over `ids`, chunked to the backend's
+            /// bind limit, and decodes each row.
+            async fn read_listed<T>(
+                &self,
+                statement: &str,
+                ids: &[i64],
+                tail: &str,
+                action: &'static str,
+                decode: impl Fn(&DbRow) -> Result<T, StoreError>,
+            ) -> Result<Vec<T>, StoreError> {
+                let mut decoded = Vec::with_capacity(ids.len());
+                for chunk in chunks_for(ids, 1) {
+                    let mut qb = QueryBuilder::<Db>::new(statement);
                     let mut list = qb.separated(", ");
                     for id in chunk {
                         list.push_bind(*id);
                     }
-                    qb.push(") ORDER BY url_id, started_at, job_id");
+                    qb.push(tail);
                     let rows = qb
                         .build()
                         .fetch_all(&self.reader)
                         .await
-                        .map_err(StoreError::query("reading observations"))?;
+                        .map_err(StoreError::query(action))?;
                     for row in &rows {
-                        observations.push(decode_observation(row)?);
+                        decoded.push(decode(row)?);
                     }
                 }
-                observations.sort_by_key(|o| o.url_id);
-                Ok(observations)
+                Ok(decoded)
             }
 
             pub(crate) async fn status(&self, now: DateTime<Utc>) -> Result<Status, StoreError> {
@@ -852,6 +866,15 @@ macro_rules! impl_store {
                 };
                 Ok(status)
             }
+        }
+
+        /// A JSON column that is never NULL, parsed into `T`.
+        fn json_value<T: DeserializeOwned>(
+            row: &DbRow,
+            column: &str,
+            what: &str,
+        ) -> Result<T, StoreError> {
+            json_opt(row, column, what)?.ok_or_else(|| StoreError::corrupt(what, "NULL"))
         }
 
         fn decode_state(row: &DbRow) -> Result<(UrlId, UrlState), StoreError> {

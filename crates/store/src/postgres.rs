@@ -110,10 +110,6 @@ fn from_db_time(_what: &str, time: DbTime) -> Result<DateTime<Utc>, StoreError> 
 
 /// Parsed straight from the column's bytes into `T`, without a
 /// `serde_json::Value` in between.
-fn json_value<T: DeserializeOwned>(row: &DbRow, column: &str, what: &str) -> Result<T, StoreError> {
-    json_opt(row, column, what)?.ok_or_else(|| StoreError::corrupt(what, "NULL"))
-}
-
 fn json_opt<T: DeserializeOwned>(
     row: &DbRow,
     column: &str,

@@ -95,10 +95,6 @@ fn from_db_time(what: &str, micros: DbTime) -> Result<DateTime<Utc>, StoreError>
 
 /// Parsed straight from the column's text into `T`, without a
 /// `serde_json::Value` in between.
-fn json_value<T: DeserializeOwned>(row: &DbRow, column: &str, what: &str) -> Result<T, StoreError> {
-    json_opt(row, column, what)?.ok_or_else(|| StoreError::corrupt(what, "NULL"))
-}
-
 fn json_opt<T: DeserializeOwned>(
     row: &DbRow,
     column: &str,
